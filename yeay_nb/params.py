@@ -1,0 +1,395 @@
+"""Load and validate YAML params: one typed section per step.
+
+Usage::
+
+    from yeay_nb.params import load_params
+    p = load_params("params/demo.yaml", overrides={"train.max_iter": 50})
+    p.convert.source, p.train.base_lr, p.work_dir
+
+Everything is checked before any work starts: an unknown key, a wrong type or a
+missing input path raises :class:`~yeay_nb.errors.ParamsError` naming the key and
+the file. Relative paths are resolved against the directory of the params file, so
+a params file means the same thing from a notebook, the CLI or CI.
+
+A section's fields are plain dataclass fields; the type hint is the validation rule.
+``InputPath`` fields must exist when given; ``OutputPath`` fields are only resolved.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from .errors import ParamsError
+
+
+class InputPath(type(Path())):  # type: ignore[misc]
+    """A path that must exist when the params are loaded (raw inputs only)."""
+
+
+class OutputPath(type(Path())):  # type: ignore[misc]
+    """A path that is resolved but need not exist (outputs, or inputs made by an earlier step)."""
+
+
+# --------------------------------------------------------------------------- sections
+@dataclass
+class RunParams:
+    """Naming and reproducibility of a run."""
+
+    name: str = "run"
+    seed: int = 0
+
+
+@dataclass
+class SynthParams:
+    """The synthetic Visual-Genome-format wardrobe (see :mod:`yeay_nb.synth`)."""
+
+    num_images: int = 200
+    image_size: list[int] = field(default_factory=lambda: [320, 256])  # width, height
+    num_videos: int = 2
+    video_frames: int = 48
+    seed: int = 0
+
+
+@dataclass
+class VGParams:
+    """Visual Genome files as published."""
+
+    image_data: Optional[InputPath] = None
+    objects: Optional[InputPath] = None
+    images_dir: Optional[InputPath] = None
+    aliases: Optional[InputPath] = None  # object_alias.txt
+
+
+@dataclass
+class CCPParams:
+    """Clothing Co-Parsing: pixel-level label maps."""
+
+    root: Optional[InputPath] = None
+    mapping: Optional[InputPath] = None  # CCP label -> taxonomy class YAML (default shipped)
+    min_component_area: int = 100  # connected components smaller than this are specks
+    holdout_every: int = 5  # images whose number is divisible by this go to val
+
+
+@dataclass
+class ConvertParams:
+    """Notebook 01 / ``yeay-nb convert``: raw annotations to a COCO json."""
+
+    source: Literal["synth", "vg", "ccp"] = "synth"
+    synth: SynthParams = field(default_factory=SynthParams)
+    vg: VGParams = field(default_factory=VGParams)
+    ccp: CCPParams = field(default_factory=CCPParams)
+    taxonomy: Optional[InputPath] = None  # default: the 2018 38-class taxonomy
+    val_fraction: float = 0.2
+    limit: Optional[int] = None  # keep at most this many images (quick looks)
+    coco_json: Optional[OutputPath] = None  # default: <work_dir>/coco.json
+    show_examples: int = 8
+
+
+@dataclass
+class TrainParams:
+    """Notebook 03 / ``yeay-nb train``: the seed's Detectron knobs.
+
+    ``base_lr``, ``max_iter``, ``steps``, ``warmup_iters`` and ``snapshot_iters`` are
+    given for a total batch of ``reference_batch`` images; the trainer rescales them
+    linearly for the actual total batch (``ims_per_gpu`` x number of processes).
+    """
+
+    model: Literal["fasterrcnn", "maskrcnn"] = "fasterrcnn"
+    backbone: Literal["resnet50", "resnet18", "mobilenet_v3"] = "resnet50"
+    weights: str = "none"  # coco | imagenet | none | <checkpoint path>
+    coco_json: Optional[OutputPath] = None  # default: the convert step's output
+    output_dir: Optional[OutputPath] = None  # default: <work_dir>/train
+    base_lr: float = 0.02
+    max_iter: int = 90000
+    steps: list[int] = field(default_factory=lambda: [60000, 80000])
+    warmup_iters: int = 500
+    warmup_factor: float = 1.0 / 3
+    gamma: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    ims_per_gpu: int = 2
+    reference_batch: int = 16
+    train_scales: list[int] = field(default_factory=lambda: [800])
+    max_size: int = 1333
+    test_scale: int = 800
+    test_max_size: int = 1333
+    rois_per_image: int = 512
+    rpn_pre_nms_top_n_train: int = 2000
+    rpn_post_nms_top_n_train: int = 2000
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_test: int = 1000
+    detections_per_image: int = 100
+    norm: Literal["frozen_bn", "bn", "gn"] = "frozen_bn"
+    hflip: bool = True
+    clip_grad_norm: Optional[float] = 10.0
+    amp: Literal["auto", "bf16", "none"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    num_workers: int = 2
+    snapshot_iters: int = 20000
+    log_every: int = 20
+    time_budget_s: Optional[float] = None  # stop (and checkpoint) after this many seconds
+    skip_test: bool = False
+    device: str = "auto"
+
+
+@dataclass
+class InferParams:
+    """Notebook 04 / ``yeay-nb infer``: video inference."""
+
+    input: Optional[str] = None  # video file, folder, JSON manifest or feed, or URL
+    output_dir: Optional[OutputPath] = None  # default: <work_dir>/infer
+    clothing_model: Optional[OutputPath] = None  # default: <train.output_dir>/model_final.pt
+    person_model: Optional[str] = None  # a checkpoint, "same", "coco" or None
+    score_floor: float = 0.05
+    thresh: float = 0.4
+    mask_classes: list[str] = field(default_factory=lambda: ["person"])
+    create_vis: bool = True
+    output_video: bool = False
+    clobber: bool = False
+    shuffle: bool = False
+    stride: int = 1
+    max_frames: Optional[int] = None
+    rotate: Literal["auto", "0", "90", "180", "270"] = "auto"
+    id_in_filename: bool = False
+    url_rewrite: list[str] = field(default_factory=list)  # FROM=TO
+    batch_size: int = 8
+    device: str = "auto"
+
+
+@dataclass
+class ExploreParams:
+    """Notebook 02: FiftyOne datasets and the App."""
+
+    dataset_name: str = "yeay-demo"
+    overwrite: bool = True
+    database_dir: Optional[OutputPath] = None  # default: <work_dir>/fiftyone-db
+    predictions_checkpoint: Optional[OutputPath] = None
+    split: str = "val"
+    launch_app: bool = False
+    app_port: int = 5151
+    app_address: str = "localhost"
+
+
+@dataclass
+class Params:
+    """All steps' params; ``work_dir`` holds everything the pipeline writes by default."""
+
+    run: RunParams = field(default_factory=RunParams)
+    work_dir: OutputPath = OutputPath("work")
+    convert: ConvertParams = field(default_factory=ConvertParams)
+    explore: ExploreParams = field(default_factory=ExploreParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    infer: InferParams = field(default_factory=InferParams)
+    source_file: Optional[str] = None  # set by load_params; not a YAML key
+
+    def to_dict(self) -> dict:
+        """Plain YAML-able dict (paths as strings), e.g. to save next to a run."""
+        def conv(x: Any) -> Any:
+            if dataclasses.is_dataclass(x):
+                return {f.name: conv(getattr(x, f.name)) for f in dataclasses.fields(x) if f.name != "source_file"}
+            if isinstance(x, Path):
+                return str(x)
+            if isinstance(x, list):
+                return [conv(v) for v in x]
+            return x
+        return conv(self)
+
+
+_NOT_KEYS = {"source_file"}
+
+
+# --------------------------------------------------------------------------- validation
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    if isinstance(tp, type) and issubclass(tp, Path):
+        return "path"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, ctx: dict) -> Any:
+    """Check ``value`` against the type hint ``tp``; return the converted value."""
+    file = ctx["file"]
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, key, ctx)
+            except ParamsError as e:
+                errors.append(e)
+        if len(errors) == 1:
+            raise errors[0]
+        raise ParamsError(f"expected {_type_name(tp)}, got {value!r}", file=file, key=key)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if isinstance(value, int) and not isinstance(value, bool) and str(value) in allowed:
+            value = str(value)  # rotate: 90 written without quotes
+        if value not in allowed:
+            raise ParamsError(f"expected one of {list(allowed)}, got {value!r}", file=file, key=key)
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ParamsError(f"expected {_type_name(tp)}, got {value!r}", file=file, key=key)
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, item_tp, f"{key}[{i}]", ctx) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, ctx)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"expected true/false, got {value!r}", file=file, key=key)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"expected an integer, got {value!r}", file=file, key=key)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"expected a number, got {value!r}", file=file, key=key)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"expected a string, got {value!r}", file=file, key=key)
+        return value
+    if isinstance(tp, type) and issubclass(tp, Path):
+        if not isinstance(value, (str, Path)) or not str(value):
+            raise ParamsError(f"expected a path, got {value!r}", file=file, key=key)
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            p = ctx["base"] / p
+        p = tp(p.resolve())
+        if tp is InputPath and not p.exists():
+            raise ParamsError(f"path does not exist: {p}", file=file, key=key)
+        return p
+    if tp is Any or tp is dict:
+        return value
+    raise TypeError(f"params: unsupported type {tp!r} for {key}")  # a bug in a section, not user input
+
+
+def _build(cls: type, data: Any, prefix: str, ctx: dict) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"expected a mapping of keys, got {data!r}", file=ctx["file"], key=prefix or None)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)} - _NOT_KEYS
+    for k in data:
+        if k not in names:
+            full = f"{prefix}.{k}" if prefix else str(k)
+            close = [n for n in names if n.replace("_", "") == str(k).replace("_", "").replace("-", "")]
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(names))}"
+            raise ParamsError(f"unknown key{hint}", file=ctx["file"], key=full)
+    kwargs = {}
+    for name in names:
+        if name in data:
+            full = f"{prefix}.{name}" if prefix else name
+            kwargs[name] = _convert(data[name], hints[name], full, ctx)
+    return cls(**kwargs)
+
+
+def _set_dotted(data: dict, dotted: str, value: Any, file: str) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ParamsError(f"cannot set '{dotted}': '{part}' is not a section", file=file, key=dotted)
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_override_value(text: str) -> Any:
+    """A ``-p key value`` value as YAML ("100" -> 100, "true" -> True, "[1, 2]" -> list)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def params_from_dict(data: dict, *, file: str = "<dict>", base: Path | None = None,
+                     overrides: dict | None = None) -> Params:
+    """Validate a params mapping (plus dotted-key overrides) into :class:`Params`."""
+    data = dict(data or {})
+    data.setdefault("work_dir", "work")
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for k, v in (overrides or {}).items():
+        _set_dotted(data, k, v, file)
+    ctx = {"file": file, "base": (base or Path.cwd()).resolve()}
+    p = _build(Params, data, "", ctx)
+    p.source_file = file
+    _fill_defaults(p)
+    _check(p, file)
+    return p
+
+
+def load_params(path: str | Path, overrides: dict | None = None) -> Params:
+    """Load, resolve and validate a params YAML file (see module docstring)."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError("params file not found", file=str(path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ParamsError(f"not valid YAML: {e}", file=str(path)) from None
+    if not isinstance(data, dict):
+        raise ParamsError("expected a mapping of sections at the top level", file=str(path))
+    return params_from_dict(data, file=str(path), base=path.resolve().parent, overrides=overrides)
+
+
+def _fill_defaults(p: Params) -> None:
+    """Outputs default to places under work_dir, and each step reads the previous one's."""
+    w = p.work_dir
+    p.convert.coco_json = p.convert.coco_json or OutputPath(w / "coco.json")
+    p.train.coco_json = p.train.coco_json or p.convert.coco_json
+    p.train.output_dir = p.train.output_dir or OutputPath(w / "train")
+    p.infer.output_dir = p.infer.output_dir or OutputPath(w / "infer")
+    p.infer.clothing_model = p.infer.clothing_model or OutputPath(p.train.output_dir / "model_final.pt")
+    p.explore.database_dir = p.explore.database_dir or OutputPath(w / "fiftyone-db")
+
+
+def _check(p: Params, file: str) -> None:
+    """Rules that span fields."""
+    c = p.convert
+    if c.source == "vg":
+        for key in ("image_data", "objects"):
+            if getattr(c.vg, key) is None:
+                raise ParamsError("required when convert.source is 'vg'", file=file, key=f"convert.vg.{key}")
+    if c.source == "ccp" and c.ccp.root is None:
+        raise ParamsError("required when convert.source is 'ccp'", file=file, key="convert.ccp.root")
+    if not 0.0 <= c.val_fraction < 1.0:
+        raise ParamsError(f"must be in [0, 1), got {c.val_fraction}", file=file, key="convert.val_fraction")
+    if len(c.synth.image_size) != 2 or min(c.synth.image_size) < 64:
+        raise ParamsError("expected [width, height], each at least 64", file=file, key="convert.synth.image_size")
+    t = p.train
+    if sorted(t.steps) != t.steps or any(s <= 0 for s in t.steps):
+        raise ParamsError(f"must be increasing positive iterations, got {t.steps}", file=file, key="train.steps")
+    if not t.train_scales or min(t.train_scales) <= 0:
+        raise ParamsError("needs at least one positive short-side size", file=file, key="train.train_scales")
+    for key in ("max_iter", "ims_per_gpu", "reference_batch", "snapshot_iters"):
+        if getattr(t, key) <= 0:
+            raise ParamsError("must be positive", file=file, key=f"train.{key}")
+    i = p.infer
+    if i.stride < 1:
+        raise ParamsError("must be at least 1", file=file, key="infer.stride")
+    for j, rule in enumerate(i.url_rewrite):
+        if "=" not in rule:
+            raise ParamsError(f"expected FROM=TO, got {rule!r}", file=file, key=f"infer.url_rewrite[{j}]")

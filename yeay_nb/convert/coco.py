@@ -110,3 +110,14 @@ def format_table(rows: Iterable[tuple], headers: tuple[str, ...]) -> str:
 def top_counts(counter: Counter, n: int = 50) -> list[list]:
     """The n most frequent entries of a counter as [name, count] pairs."""
     return [[k, v] for k, v in counter.most_common(n)]
+
+
+def images_root(coco: dict, coco_json: str | Path) -> Path:
+    """Folder of the images: ``info.images_dir`` if set (absolute or relative to the
+    json), else ``images/`` beside the json."""
+    coco_json = Path(coco_json)
+    d = (coco.get("info") or {}).get("images_dir")
+    if d:
+        d = Path(d)
+        return d if d.is_absolute() else (coco_json.parent / d)
+    return coco_json.parent / "images"

@@ -17,6 +17,7 @@ A section's fields are plain dataclass fields; the type hint is the validation r
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -289,11 +290,11 @@ def _build(cls: type, data: Any, prefix: str, ctx: dict) -> Any:
     if not isinstance(data, dict):
         raise ParamsError(f"expected a mapping of keys, got {data!r}", file=ctx["file"], key=prefix or None)
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)} - _NOT_KEYS
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in _NOT_KEYS]  # declared order
     for k in data:
         if k not in names:
             full = f"{prefix}.{k}" if prefix else str(k)
-            close = [n for n in names if n.replace("_", "") == str(k).replace("_", "").replace("-", "")]
+            close = difflib.get_close_matches(str(k).replace("-", "_"), sorted(names), n=1, cutoff=0.75)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(names))}"
             raise ParamsError(f"unknown key{hint}", file=ctx["file"], key=full)
     kwargs = {}

@@ -169,11 +169,19 @@ class ExploreParams:
     dataset_name: str = "yeay-demo"
     overwrite: bool = True
     database_dir: Optional[OutputPath] = None  # default: <work_dir>/fiftyone-db
-    predictions_checkpoint: Optional[OutputPath] = None
+    predictions_checkpoint: Optional[OutputPath] = None  # default: infer.clothing_model, if it exists
     split: str = "val"
     launch_app: bool = False
     app_port: int = 5151
     app_address: str = "localhost"
+    max_samples: Optional[int] = None  # import at most this many images (quick looks)
+    device: str = "auto"  # for predictions: auto = cuda when available
+    score_floor: float = 0.05  # predictions below this score are not stored
+    tiny_frac: float = 1e-4  # label problems: box area below this fraction of the image
+    huge_frac: float = 0.9  # label problems: box area above this fraction of the image
+    duplicate_iou: float = 0.9  # label problems: same-class boxes overlapping this much
+    videos_dir: Optional[OutputPath] = None  # <video_id>.json files; default: infer.output_dir
+    video_dataset_name: str = "yeay-videos"
 
 
 @dataclass

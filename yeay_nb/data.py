@@ -1,0 +1,229 @@
+"""COCO json -> torch Dataset and loaders for torchvision detection models.
+
+Usage::
+
+    from yeay_nb.data import CocoDetectionDataset, train_loader
+    ds = CocoDetectionDataset("work/coco.json", split="train", masks=True, hflip=True)
+    image, target = ds[0]   # uint8 CHW tensor; target: boxes (xyxy), labels, masks, image_id
+    loader = train_loader(ds, ims_per_gpu=2, num_workers=4)   # infinite, aspect-grouped batches
+    images, targets, n_failed = next(iter(loader))
+
+Images are decoded in the loader workers (``torchvision.io.decode_image``, libjpeg-turbo)
+and travel as uint8 (4x fewer bytes than float through shared and pinned memory); the
+trainer converts them on the device. An image that fails to decode is skipped and
+counted (the third element of each batch), never fatal.
+
+Image files: ``file_name`` when absolute; otherwise resolved against ``images_dir``
+(argument), else the json's ``info.images_dir`` (relative to the json's folder), else
+``<json folder>/images``.
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .convert.coco import classes_of, load_coco
+from .errors import AnnotationError
+
+
+def resolve_images_dir(coco: dict, coco_json: Optional[Path], images_dir: Optional[str | Path] = None) -> Path:
+    """Where relative ``file_name`` entries live (see module docstring for the order)."""
+    base = Path(coco_json).resolve().parent if coco_json else Path.cwd()
+    if images_dir:
+        return Path(images_dir)
+    info_dir = (coco.get("info") or {}).get("images_dir")
+    if info_dir:
+        p = Path(info_dir)
+        return p if p.is_absolute() else base / p
+    return base / "images"
+
+
+def ann_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """An (h, w) uint8 mask from COCO polygons, uncompressed RLE or compressed RLE."""
+    if isinstance(segmentation, list):  # polygons: one object may have several parts
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        rle = dict(segmentation)
+        if isinstance(rle["counts"], str):
+            rle["counts"] = rle["counts"].encode("ascii")
+    return mask_utils.decode(rle)
+
+
+class CocoDetectionDataset(Dataset):
+    """Images of one split of a COCO json with their targets, in torchvision's format.
+
+    ``split`` selects ``images[i]["split"]`` ("train"/"val"; images without the field are
+    "train"; ``None`` takes all). ``drop_empty`` leaves out images without a usable box
+    (what Detectron does for training). Raises AnnotationError when nothing is left.
+    """
+
+    def __init__(self, coco_json: str | Path | dict, split: Optional[str] = "train", *,
+                 images_dir: Optional[str | Path] = None, masks: bool = False, hflip: bool = False,
+                 drop_empty: bool = False):
+        if isinstance(coco_json, dict):
+            coco, self.coco_json = coco_json, None
+        else:
+            self.coco_json = Path(coco_json)
+            coco = load_coco(self.coco_json)
+        where = str(self.coco_json or "<dict>")
+        for key in ("images", "annotations", "categories"):
+            if not isinstance(coco.get(key), list):
+                raise AnnotationError(f"not a COCO instances json: '{key}' missing or not a list", file=where)
+        self.classes = classes_of(coco)
+        self.images_dir = resolve_images_dir(coco, self.coco_json, images_dir)
+        self.split, self.masks, self.hflip = split, masks, hflip
+        n_classes = len(self.classes)
+        by_image: dict[Any, list] = defaultdict(list)
+        for i, a in enumerate(coco["annotations"]):
+            if not 0 < a.get("category_id", -1) < n_classes:
+                raise AnnotationError(f"category_id {a.get('category_id')!r} outside 1..{n_classes - 1}",
+                                      file=where, record=f"annotations[{i}]")
+            if a.get("iscrowd", 0):
+                continue  # crowd regions are ignored in training, as torchvision's references do
+            x, y, w, h = a["bbox"]
+            if w < 1 or h < 1:
+                continue  # degenerate boxes make the box regression loss infinite
+            by_image[a["image_id"]].append(a)
+        self.records = []
+        for im in coco["images"]:
+            if split is not None and im.get("split", "train") != split:
+                continue
+            anns = by_image.get(im["id"], [])
+            if drop_empty and not anns:
+                continue
+            self.records.append((im, anns))
+        if not self.records:
+            raise AnnotationError(f"no images in split {split!r}" + (" with annotations" if drop_empty else ""),
+                                  file=where)
+        self.coco = coco
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def image_path(self, index: int) -> Path:
+        p = Path(self.records[index][0]["file_name"])
+        return p if p.is_absolute() else self.images_dir / p
+
+    def aspect_ratios(self) -> list[float]:
+        """width / height per image, from the json (no decoding)."""
+        return [im.get("width", 1) / max(im.get("height", 1), 1) for im, _ in self.records]
+
+    def read_image(self, index: int) -> Optional[torch.Tensor]:
+        """uint8 (3, h, w) tensor, or None when the file is missing or does not decode."""
+        from torchvision.io import ImageReadMode, decode_image, read_file
+
+        try:
+            return decode_image(read_file(str(self.image_path(index))), mode=ImageReadMode.RGB)
+        except (RuntimeError, OSError, ValueError):
+            return None
+
+    def __getitem__(self, index: int):
+        """(image uint8 CHW, target dict) or None when the image fails to decode."""
+        im, anns = self.records[index]
+        image = self.read_image(index)
+        if image is None:
+            return None
+        h, w = image.shape[-2:]
+        boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
+        boxes[:, 0::2].clamp_(0, w)
+        boxes[:, 1::2].clamp_(0, h)
+        target = {
+            "boxes": boxes,
+            "labels": torch.tensor([a["category_id"] for a in anns], dtype=torch.int64),
+            "image_id": im["id"],
+        }
+        if self.masks:
+            if anns and all("segmentation" in a for a in anns):
+                m = np.stack([ann_to_mask(a["segmentation"], h, w) for a in anns])
+            else:  # a box without a mask: use the filled box so the mask head still has a target
+                m = np.zeros((len(anns), h, w), dtype=np.uint8)
+                for j, a in enumerate(anns):
+                    if "segmentation" in a:
+                        m[j] = ann_to_mask(a["segmentation"], h, w)
+                    else:
+                        x0, y0, x1, y1 = boxes[j].round().int().tolist()
+                        m[j, y0:y1, x0:x1] = 1
+            target["masks"] = torch.from_numpy(m)
+        if self.hflip and random.random() < 0.5:
+            image = image.flip(-1)
+            target["boxes"] = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], dim=1)
+            if "masks" in target:
+                target["masks"] = target["masks"].flip(-1)
+        return image, target
+
+
+def collate(batch: list) -> tuple[list[torch.Tensor], list[dict], int]:
+    """Lists of images and targets, plus how many items failed to decode (dropped)."""
+    ok = [b for b in batch if b is not None]
+    return [b[0] for b in ok], [b[1] for b in ok], len(batch) - len(ok)
+
+
+class GroupedInfiniteBatchSampler(Sampler):
+    """Endless batches for one process: shuffled per epoch, split across ranks,
+    grouped by aspect ratio (landscape vs portrait) so padded batches waste little.
+
+    Every rank shuffles with the same seed and takes every ``world_size``-th index,
+    so ranks see disjoint images, as DistributedSampler does.
+    """
+
+    def __init__(self, aspect_ratios: list[float], batch_size: int, *, rank: int = 0, world_size: int = 1,
+                 seed: int = 0):
+        self.groups = [0 if r >= 1.0 else 1 for r in aspect_ratios]
+        self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n = len(self.groups)
+        buckets: dict[int, list[int]] = {0: [], 1: []}
+        epoch = 0
+        while True:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            order = torch.randperm(n, generator=g).tolist()
+            # pad so each rank gets the same count even when n < world_size
+            order = (order * math.ceil(self.world_size / n + 1))[: max(n, self.world_size)]
+            for idx in order[self.rank::self.world_size]:
+                bucket = buckets[self.groups[idx]]
+                bucket.append(idx)
+                if len(bucket) == self.batch_size:
+                    yield list(bucket)
+                    bucket.clear()
+            epoch += 1
+
+    def __len__(self) -> int:  # endless; DataLoader only needs this for len(loader)
+        return 2**62
+
+
+def train_loader(dataset: CocoDetectionDataset, ims_per_gpu: int, *, num_workers: int = 2, rank: int = 0,
+                 world_size: int = 1, seed: int = 0, pin_memory: bool = False) -> DataLoader:
+    """Endless loader of aspect-grouped batches for one process (see module docstring)."""
+    sampler = GroupedInfiniteBatchSampler(dataset.aspect_ratios(), ims_per_gpu, rank=rank,
+                                          world_size=world_size, seed=seed)
+    extra = {"persistent_workers": True, "prefetch_factor": 4} if num_workers > 0 else {}
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
+                      pin_memory=pin_memory, **extra)
+
+
+def eval_loader(dataset: CocoDetectionDataset, batch_size: int = 4, *, num_workers: int = 2,
+                pin_memory: bool = False) -> DataLoader:
+    """One ordered pass over the dataset (no flip), for prediction."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      collate_fn=collate, pin_memory=pin_memory)
+
+
+def to_device(images: list[torch.Tensor], targets: list[dict], device: torch.device) -> tuple[list, list]:
+    """uint8 images -> float [0, 1] on ``device``; target tensors moved alongside."""
+    nb = device.type == "cuda"
+    images = [im.to(device, non_blocking=nb).float().div_(255) for im in images]
+    targets = [{k: (v.to(device, non_blocking=nb) if torch.is_tensor(v) else v) for k, v in t.items()}
+               for t in targets]
+    return images, targets

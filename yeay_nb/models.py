@@ -1,0 +1,435 @@
+"""Detection models (torchvision Faster / Mask R-CNN with FPN) and their checkpoints.
+
+Usage::
+
+    from yeay_nb.models import build_model, load_model, save_checkpoint
+    config = {"arch": "maskrcnn", "backbone": "resnet18", "num_classes": 40}
+    model = build_model(config)                      # random init, no download
+    save_checkpoint("model_final.pt", model=model, classes=classes, model_config=config)
+    model, classes, config = load_model("model_final.pt", device="cuda", box_score_thresh=0.3)
+
+A checkpoint carries everything inference needs: the weights, the class names
+(index 0 ``__background__``) and the model config, so ``load_model(path)`` needs
+nothing else. ``build_model`` never touches the network; pretrained weights are
+loaded separately by :func:`load_weights` (``coco | imagenet | none | <path>``).
+
+Config keys (all but ``num_classes`` have defaults, see :data:`DEFAULT_CONFIG`):
+
+- ``arch``: ``fasterrcnn`` | ``maskrcnn``; ``backbone``: ``resnet50`` | ``resnet18`` | ``mobilenet_v3``
+- ``norm``: ``frozen_bn`` (torchvision v1 layout: frozen BN backbone, plain FPN and 2-fc box
+  head, so torchvision's COCO weights fit), ``bn`` (torchvision v2 layout: BN everywhere, 4conv1fc
+  head) or ``gn`` (GroupNorm in backbone, FPN and heads: the choice for training from scratch)
+- ``min_size`` (int or tuple of train short sides, one picked at random per batch),
+  ``max_size``, ``test_min_size``, ``test_max_size``
+- ``rpn_pre_nms_top_n_train|test``, ``rpn_post_nms_top_n_train|test``,
+  ``box_batch_size_per_image`` (ROIs per image), ``box_detections_per_img``, ``box_score_thresh``,
+  ``trainable_backbone_layers``
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _resnet_fpn_extractor
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.rpn import AnchorGenerator, RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import misc as misc_nn_ops
+
+from .atomic import atomic_open
+from .errors import CheckpointError
+
+CHECKPOINT_FORMAT = "yeay_nb.checkpoint/1"
+ARCHS = ("fasterrcnn", "maskrcnn")
+BACKBONES = ("resnet50", "resnet18", "mobilenet_v3")
+NORMS = ("frozen_bn", "bn", "gn")
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "arch": "fasterrcnn",
+    "backbone": "resnet50",
+    "norm": "frozen_bn",
+    "min_size": (800,),
+    "max_size": 1333,
+    "test_min_size": 800,
+    "test_max_size": 1333,
+    "rpn_pre_nms_top_n_train": 2000,
+    "rpn_post_nms_top_n_train": 2000,
+    "rpn_pre_nms_top_n_test": 1000,
+    "rpn_post_nms_top_n_test": 1000,
+    "box_batch_size_per_image": 512,
+    "box_detections_per_img": 100,
+    "box_score_thresh": 0.05,
+    "trainable_backbone_layers": 3,
+}
+
+# Settings that only change inference; load_model(**overrides) accepts these.
+# min_size / max_size given to load_model mean the test-time size.
+TEST_TIME_KEYS = ("min_size", "max_size", "test_min_size", "test_max_size", "box_score_thresh",
+                  "box_detections_per_img", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test",
+                  "box_nms_thresh")
+
+
+# --------------------------------------------------------------------------- building
+def _group_norm(num_channels: int, groups: int = 32) -> nn.GroupNorm:
+    # mobilenet has channel counts (e.g. 16, 24, 40) that 32 does not divide
+    return nn.GroupNorm(math.gcd(groups, num_channels), num_channels)
+
+
+def _norm_layers(norm: str) -> tuple[Callable[..., nn.Module], Optional[Callable[..., nn.Module]]]:
+    """(backbone norm, FPN/head norm) for a norm name."""
+    if norm == "frozen_bn":
+        return misc_nn_ops.FrozenBatchNorm2d, None
+    if norm == "bn":
+        return nn.BatchNorm2d, nn.BatchNorm2d
+    if norm == "gn":
+        return _group_norm, _group_norm
+    raise CheckpointError(f"model config: norm must be one of {list(NORMS)}, got {norm!r}")
+
+
+class TrainTestTransform(GeneralizedRCNNTransform):
+    """torchvision's transform with a separate test size.
+
+    torchvision picks a random ``min_size`` entry when training and the last one in eval;
+    we keep the train scales for training and use ``test_min_size`` / ``test_max_size`` in eval.
+    """
+
+    def __init__(self, min_size, max_size, test_min_size, test_max_size, image_mean, image_std):
+        super().__init__(min_size, max_size, image_mean, image_std)
+        self.test_min_size, self.test_max_size = int(test_min_size), int(test_max_size)
+
+    def resize(self, image, target=None):
+        if self.training:
+            return super().resize(image, target)
+        saved = self.min_size, self.max_size
+        self.min_size, self.max_size = (self.test_min_size,), self.test_max_size
+        try:
+            return super().resize(image, target)
+        finally:
+            self.min_size, self.max_size = saved
+
+
+def full_config(config: dict) -> dict:
+    """``config`` with defaults filled in and values checked (CheckpointError on a bad one)."""
+    if "num_classes" not in config:
+        raise CheckpointError("model config: 'num_classes' is required (classes incl. background)")
+    unknown = set(config) - set(DEFAULT_CONFIG) - {"num_classes", "box_nms_thresh"}
+    if unknown:
+        raise CheckpointError(f"model config: unknown keys {sorted(unknown)}")
+    cfg = {**DEFAULT_CONFIG, **config}
+    if cfg["arch"] not in ARCHS:
+        raise CheckpointError(f"model config: arch must be one of {list(ARCHS)}, got {cfg['arch']!r}")
+    if cfg["backbone"] not in BACKBONES:
+        raise CheckpointError(f"model config: backbone must be one of {list(BACKBONES)}, got {cfg['backbone']!r}")
+    _norm_layers(cfg["norm"])
+    if int(cfg["num_classes"]) < 2:
+        raise CheckpointError(f"model config: num_classes must be >= 2 (incl. background), got {cfg['num_classes']}")
+    ms = cfg["min_size"]
+    cfg["min_size"] = tuple(int(s) for s in ms) if isinstance(ms, (list, tuple)) else (int(ms),)
+    return cfg
+
+
+def _backbone(cfg: dict) -> nn.Module:
+    from torchvision.models import mobilenet_v3_large, resnet18, resnet50
+
+    body_norm, fpn_norm = _norm_layers(cfg["norm"])
+    layers = int(cfg["trainable_backbone_layers"])
+    if cfg["backbone"] in ("resnet50", "resnet18"):
+        net = {"resnet50": resnet50, "resnet18": resnet18}[cfg["backbone"]](weights=None, norm_layer=body_norm)
+        return _resnet_fpn_extractor(net, min(layers, 5), norm_layer=fpn_norm)
+    net = mobilenet_v3_large(weights=None, norm_layer=body_norm)
+    return _mobilenet_extractor(net, True, min(layers, 6), norm_layer=fpn_norm)
+
+
+def build_model(config: dict) -> nn.Module:
+    """A randomly initialised Faster/Mask R-CNN with FPN for ``config`` (no download).
+
+    Usage::
+
+        model = build_model({"arch": "maskrcnn", "backbone": "resnet50", "norm": "gn", "num_classes": 40})
+    """
+    cfg = full_config(config)
+    backbone = _backbone(cfg)
+    _, head_norm = _norm_layers(cfg["norm"])
+    ch = backbone.out_channels
+    kwargs: dict[str, Any] = {}
+    if cfg["backbone"] == "mobilenet_v3":
+        # torchvision's mobilenet FPN recipe: 3 feature maps, all anchor sizes on each
+        sizes = ((32, 64, 128, 256, 512),) * 3
+        kwargs["rpn_anchor_generator"] = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+    if head_norm is not None:
+        # torchvision's v2 layout (and Detectron's GN recipe): 2-conv RPN, 4conv1fc box head, normed mask head
+        anchors = kwargs.get("rpn_anchor_generator")
+        num_anchors = anchors.num_anchors_per_location()[0] if anchors else 3
+        kwargs["rpn_head"] = RPNHead(ch, num_anchors, conv_depth=2)
+        kwargs["box_head"] = FastRCNNConvFCHead((ch, 7, 7), [256, 256, 256, 256], [1024], norm_layer=head_norm)
+        if cfg["arch"] == "maskrcnn":
+            kwargs["mask_head"] = MaskRCNNHeads(ch, [256, 256, 256, 256], 1, norm_layer=head_norm)
+    if "box_nms_thresh" in cfg:
+        kwargs["box_nms_thresh"] = float(cfg["box_nms_thresh"])
+    cls = MaskRCNN if cfg["arch"] == "maskrcnn" else FasterRCNN
+    model = cls(
+        backbone,
+        num_classes=int(cfg["num_classes"]),
+        min_size=cfg["min_size"],
+        max_size=int(cfg["max_size"]),
+        rpn_pre_nms_top_n_train=int(cfg["rpn_pre_nms_top_n_train"]),
+        rpn_post_nms_top_n_train=int(cfg["rpn_post_nms_top_n_train"]),
+        rpn_pre_nms_top_n_test=int(cfg["rpn_pre_nms_top_n_test"]),
+        rpn_post_nms_top_n_test=int(cfg["rpn_post_nms_top_n_test"]),
+        box_batch_size_per_image=int(cfg["box_batch_size_per_image"]),
+        box_detections_per_img=int(cfg["box_detections_per_img"]),
+        box_score_thresh=float(cfg["box_score_thresh"]),
+        **kwargs,
+    )
+    model.transform = TrainTestTransform(cfg["min_size"], cfg["max_size"], cfg["test_min_size"],
+                                         cfg["test_max_size"], model.transform.image_mean,
+                                         model.transform.image_std)
+    return model
+
+
+def model_config_from_params(train_params: Any, num_classes: int) -> dict:
+    """The model config for a :class:`yeay_nb.params.TrainParams` section and a class count."""
+    t = train_params
+    return full_config({
+        "arch": t.model,
+        "backbone": t.backbone,
+        "norm": t.norm,
+        "num_classes": int(num_classes),
+        "min_size": tuple(t.train_scales),
+        "max_size": t.max_size,
+        "test_min_size": t.test_scale,
+        "test_max_size": t.test_max_size,
+        "rpn_pre_nms_top_n_train": t.rpn_pre_nms_top_n_train,
+        "rpn_post_nms_top_n_train": t.rpn_post_nms_top_n_train,
+        "rpn_pre_nms_top_n_test": t.rpn_pre_nms_top_n_test,
+        "rpn_post_nms_top_n_test": t.rpn_post_nms_top_n_test,
+        "box_batch_size_per_image": t.rois_per_image,
+        "box_detections_per_img": t.detections_per_image,
+        # train from scratch: every layer trains; pretrained: Detectron's freeze-at-2
+        "trainable_backbone_layers": 5 if t.weights == "none" else 3,
+    })
+
+
+# --------------------------------------------------------------------------- checkpoints
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DDP / DataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _plain(x: Any) -> Any:
+    """Tuples to lists etc. so a checkpoint loads with ``weights_only=True``."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, classes: list[str], model_config: dict,
+                    optimizer=None, scheduler=None, iteration: int | None = None, params: dict | None = None,
+                    extra: dict | None = None) -> Path:
+    """Write a checkpoint atomically (a crash or a full disk never leaves half a file).
+
+    Usage::
+
+        save_checkpoint(out / "model_final.pt", model=model, classes=classes, model_config=cfg,
+                        optimizer=opt, scheduler=sched, iteration=it, params=p.to_dict())
+
+    A full disk raises :class:`CheckpointError` naming the path; the previous file is intact.
+    """
+    path = Path(path)
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "model": unwrap(model).state_dict(),
+        "classes": list(classes),
+        "model_config": _plain(model_config),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "iteration": iteration,
+        "params": _plain(params) if params is not None else None,
+        "extra": _plain(extra) if extra is not None else None,
+        "torch_version": str(torch.__version__),
+    }
+    try:
+        with atomic_open(path, "wb") as f:
+            torch.save(state, f)
+    except OSError as e:
+        raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e} "
+                              "(earlier checkpoints are untouched)") from e
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` (CheckpointError names the path)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, pickle garbage, ...: all mean "not a usable checkpoint"
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a yeay_nb checkpoint: {e}") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"checkpoint {path} is not a yeay_nb checkpoint (no 'model' entry)")
+    if "model_config" not in state or "classes" not in state:
+        raise CheckpointError(f"checkpoint {path} lacks 'model_config'/'classes' (not written by yeay_nb)")
+    return state
+
+
+def load_model(path: str | os.PathLike, device: Any = "cpu", **overrides) -> tuple[nn.Module, list[str], dict]:
+    """Model in eval mode, class names and model config, from a checkpoint file alone.
+
+    Usage::
+
+        model, classes, cfg = load_model("work/train/model_final.pt", "cuda", min_size=600,
+                                         box_score_thresh=0.3)
+
+    ``overrides`` change test-time settings only (see :data:`TEST_TIME_KEYS`);
+    ``min_size`` / ``max_size`` set the test-time size.
+    """
+    bad = set(overrides) - set(TEST_TIME_KEYS)
+    if bad:
+        raise CheckpointError(f"load_model: cannot override {sorted(bad)}; allowed: {list(TEST_TIME_KEYS)}")
+    state = load_checkpoint(path)
+    cfg = dict(state["model_config"])
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        cfg[{"min_size": "test_min_size", "max_size": "test_max_size"}.get(k, k)] = v
+    cfg = full_config(cfg)
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit its model config: {e}") from None
+    classes = list(state["classes"])
+    if len(classes) != cfg["num_classes"]:
+        raise CheckpointError(f"checkpoint {path}: {len(classes)} class names but num_classes={cfg['num_classes']}")
+    return model.to(device).eval(), classes, cfg
+
+
+# --------------------------------------------------------------------------- pretrained weights
+def _hub_file(url: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def fetch_weights(weights_enum: Any) -> dict:
+    """State dict of a torchvision ``Weights`` entry; offline, a CheckpointError saying where to put it."""
+    target = _hub_file(weights_enum.url)
+    try:
+        return weights_enum.get_state_dict(progress=False, check_hash=False)
+    except Exception as e:  # URLError, socket errors, a half-downloaded file
+        raise CheckpointError(
+            f"cannot get torchvision weights {weights_enum} ({type(e).__name__}: {e}). "
+            f"This machine seems offline: download {weights_enum.url} elsewhere and place it at {target} "
+            f"(torch.hub.get_dir()/checkpoints/), or set weights to a local checkpoint path or 'none'."
+        ) from None
+
+
+def _coco_weights(cfg: dict):
+    from torchvision.models import detection as D
+
+    arch, bb, norm = cfg["arch"], cfg["backbone"], cfg["norm"]
+    if bb == "resnet50" and norm == "frozen_bn":
+        return (D.MaskRCNN_ResNet50_FPN_Weights if arch == "maskrcnn" else D.FasterRCNN_ResNet50_FPN_Weights).COCO_V1
+    if bb == "resnet50" and norm == "bn":
+        return (D.MaskRCNN_ResNet50_FPN_V2_Weights if arch == "maskrcnn" else D.FasterRCNN_ResNet50_FPN_V2_Weights).COCO_V1
+    if bb == "mobilenet_v3" and norm == "frozen_bn":
+        # no Mask R-CNN mobilenet on COCO: the Faster R-CNN weights fill backbone, RPN and box head
+        return D.FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1
+    raise CheckpointError(f"no torchvision COCO weights for backbone={bb} norm={norm}; "
+                          "use weights: imagenet, none or a checkpoint path")
+
+
+def _imagenet_weights(cfg: dict):
+    from torchvision import models as M
+
+    return {"resnet50": M.ResNet50_Weights.IMAGENET1K_V1, "resnet18": M.ResNet18_Weights.IMAGENET1K_V1,
+            "mobilenet_v3": M.MobileNet_V3_Large_Weights.IMAGENET1K_V1}[cfg["backbone"]]
+
+
+def load_matching(model: nn.Module, state_dict: dict) -> dict:
+    """Copy entries whose name and shape match; the rest (e.g. predictor heads) keep their init.
+
+    Returns ``{"loaded": n, "skipped": [names with other shapes], "missing": n}``.
+    """
+    own = unwrap(model).state_dict()
+    fit = {k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(k for k, v in state_dict.items() if k in own and own[k].shape != v.shape)
+    unwrap(model).load_state_dict(fit, strict=False)
+    return {"loaded": len(fit), "skipped": skipped, "missing": len(own) - len(fit)}
+
+
+def load_weights(model: nn.Module, weights: str, config: dict) -> dict:
+    """Initialise ``model`` from ``weights``: ``coco | imagenet | none | <checkpoint path>``.
+
+    A checkpoint path always works offline, also with another class count (the
+    predictor heads whose shapes differ are re-initialised). Returns a report dict.
+    """
+    cfg = full_config(config)
+    if weights in (None, "", "none"):
+        return {"weights": "none", "loaded": 0}
+    if weights == "coco":
+        sd = fetch_weights(_coco_weights(cfg))
+        return {"weights": "coco", **load_matching(model, sd)}
+    if weights == "imagenet":
+        sd = fetch_weights(_imagenet_weights(cfg))
+        prefix = "features." if cfg["backbone"] == "mobilenet_v3" else ""
+        # torchvision's backbone extractors keep the classification net's layer names under backbone.body
+        sd = {"backbone.body." + k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        if cfg["norm"] == "gn":  # BN statistics mean nothing to GroupNorm: load convolutions only
+            convs = {n + ".weight" for n, m in unwrap(model).named_modules() if isinstance(m, nn.Conv2d)}
+            sd = {k: v for k, v in sd.items() if k in convs}
+        return {"weights": "imagenet", **load_matching(model, sd)}
+    path = Path(weights)
+    if not path.is_file():
+        raise CheckpointError(f"weights: expected coco, imagenet, none or an existing checkpoint file; "
+                              f"not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"weights file {path} is corrupt or unreadable: {e}") from None
+    sd = state.get("model", state) if isinstance(state, dict) else None
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"weights file {path} holds no state dict")
+    report = load_matching(model, sd)
+    if report["loaded"] == 0:
+        raise CheckpointError(f"weights file {path}: no parameter fits this model ({cfg['arch']}/{cfg['backbone']})")
+    return {"weights": str(path), **report}
+
+
+def coco_person_model(device: Any = "cpu", **overrides) -> nn.Module:
+    """torchvision's COCO Mask R-CNN R50-FPN in eval mode (person = COCO label 1).
+
+    Offline without the weights file in torch's cache this raises a CheckpointError
+    that names the file to download and where to place it.
+
+    Usage::
+
+        model = coco_person_model("cuda")
+        out = model([img_chw_float01])[0]; people = out["labels"] == 1
+    """
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn
+
+    w = MaskRCNN_ResNet50_FPN_Weights.COCO_V1
+    sd = fetch_weights(w)
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91, **overrides)
+    model.load_state_dict(sd)
+    return model.to(device).eval()
+
+
+COCO_PERSON_LABEL = 1

@@ -1,0 +1,438 @@
+"""Train Faster/Mask R-CNN on a COCO json: one code path from a notebook to many GPUs.
+
+Usage (notebook, CPU or one GPU)::
+
+    from yeay_nb.params import load_params
+    from yeay_nb.train import train
+    result = train(load_params("params/demo.yaml", {"train.max_iter": 200}))
+    result.final_checkpoint, result.eval["bbox"]["AP50"]
+
+Usage (shell; N processes on one machine, DDP over NCCL, gloo on CPU)::
+
+    torchrun --nproc_per_node=8 -m yeay_nb.train -f params/ccp.yaml -p train.max_iter 2000
+    yeay-nb train -f params/demo.yaml -p train.base_lr 0.01
+
+Schedule: ``base_lr``, ``max_iter``, ``steps``, ``warmup_iters`` and ``snapshot_iters`` are
+written for a total batch of ``reference_batch`` images. With ``ims_per_gpu`` x world size
+images per step the trainer scales lr by k = total / reference and divides the iteration
+counts by k (Detectron's linear scaling rule), so one params file gives equivalent runs on
+1, 2, 4 or 8 GPUs. The derived values are printed (``derived schedule: ...``) and recorded
+in ``metrics.jsonl``.
+
+Time budget: with ``time_budget_s`` the run stops (checkpoint, evaluation) when the
+budget is spent, and the lr steps follow whichever comes first, the iteration or the
+elapsed time: the decay at ``steps[i]`` happens at fraction ``steps[i] / max_iter`` of
+the iterations *or* of the budget. A budget-bound run therefore still gets its lr drops.
+
+Restarting the same command resumes from ``output_dir/last_checkpoint``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import orjson
+import torch
+import torch.distributed as dist
+
+from .atomic import atomic_open, write_text
+from .errors import CheckpointError, YeayError
+from .models import build_model, load_checkpoint, load_weights, model_config_from_params, save_checkpoint, unwrap
+
+LAST_CHECKPOINT = "last_checkpoint"
+FINAL_CHECKPOINT = "model_final.pt"
+METRICS_FILE = "metrics.jsonl"
+
+
+class NonFiniteLossError(YeayError):
+    """A loss became NaN or infinite; the run stopped, earlier checkpoints are intact."""
+
+    def __init__(self, iteration: int, term: str, value: float):
+        self.iteration, self.term, self.value = iteration, term, value
+        super().__init__(f"iteration {iteration}: loss term '{term}' is {value} (not finite); training stopped. "
+                         "The last good checkpoint is untouched: lower train.base_lr, raise "
+                         "train.warmup_iters or set train.clip_grad_norm, then rerun to resume.")
+
+
+@dataclass
+class Schedule:
+    """The schedule actually run, after linear scaling for the total batch."""
+
+    world_size: int
+    total_batch: int
+    scale: float
+    lr: float
+    max_iter: int
+    steps: list[int]
+    warmup_iters: int
+    snapshot_iters: int
+    time_budget_s: Optional[float] = None
+
+    def lr_factor(self, iteration: int, elapsed_s: float, warmup_factor: float, gamma: float) -> float:
+        """Multiplier of ``lr`` at ``iteration`` (0-based) after ``elapsed_s`` seconds of training."""
+        progress = iteration / self.max_iter
+        if self.time_budget_s:
+            progress = max(progress, elapsed_s / self.time_budget_s)
+        drops = sum(1 for s in self.steps if progress >= s / self.max_iter)
+        f = gamma ** drops
+        if iteration < self.warmup_iters:  # Detectron's linear warmup
+            alpha = iteration / self.warmup_iters
+            f *= warmup_factor * (1 - alpha) + alpha
+        return f
+
+    def line(self) -> str:
+        return (f"derived schedule: world_size={self.world_size} total_batch={self.total_batch} "
+                f"(x{self.scale:g} of reference) lr={self.lr:g} max_iter={self.max_iter} steps={self.steps} "
+                f"warmup_iters={self.warmup_iters} snapshot_iters={self.snapshot_iters}"
+                + (f" time_budget_s={self.time_budget_s:g}" if self.time_budget_s else ""))
+
+
+def derive_schedule(t: Any, world_size: int) -> Schedule:
+    """Scale a TrainParams schedule from ``reference_batch`` to ``ims_per_gpu * world_size``."""
+    total = t.ims_per_gpu * world_size
+    k = total / t.reference_batch
+
+    def iters(n: int) -> int:
+        return max(1, int(round(n / k)))
+
+    return Schedule(world_size=world_size, total_batch=total, scale=k, lr=t.base_lr * k, max_iter=iters(t.max_iter),
+                    steps=[iters(s) for s in t.steps], warmup_iters=int(round(t.warmup_iters / k)),
+                    snapshot_iters=iters(t.snapshot_iters), time_budget_s=t.time_budget_s)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` leaves behind."""
+
+    output_dir: Path
+    final_checkpoint: Path
+    iterations: int
+    schedule: Schedule
+    stopped_by_budget: bool = False
+    resumed_from: Optional[int] = None
+    images_skipped: int = 0
+    train_time_s: float = 0.0
+    eval: Optional[dict] = None
+    metrics_file: Optional[Path] = None
+    classes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- distributed
+@dataclass
+class _Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+    initialized_here: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup(device_param: str) -> _Dist:
+    """Read torchrun's environment; init the process group when there are several processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if device_param == "auto":
+        dev = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+    else:
+        dev = torch.device(device_param)
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device(f"cuda:{local}")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    d = _Dist(rank, local, world, dev)
+    if world > 1 and not (dist.is_available() and dist.is_initialized()):
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        d.initialized_here = True
+    return d
+
+
+def _barrier(d: _Dist) -> None:
+    if d.world_size > 1:
+        dist.barrier()
+
+
+# --------------------------------------------------------------------------- checkpoints
+def find_last_checkpoint(output_dir: Path) -> Optional[Path]:
+    """``last_checkpoint``'s target, else the newest ``model_*.pt`` (final beats numbered)."""
+    marker = output_dir / LAST_CHECKPOINT
+    if marker.is_file():
+        p = output_dir / marker.read_text().strip()
+        if p.is_file():
+            return p
+    if (output_dir / FINAL_CHECKPOINT).is_file():
+        return output_dir / FINAL_CHECKPOINT
+    numbered = sorted(output_dir.glob("model_[0-9]*.pt"))
+    return numbered[-1] if numbered else None
+
+
+def _save(path: Path, model, optimizer, classes, model_config, iteration, params, extra) -> None:
+    save_checkpoint(path, model=model, classes=classes, model_config=model_config, optimizer=optimizer,
+                    scheduler=None, iteration=iteration, params=params, extra=extra)
+    # the marker moves only after the checkpoint is complete: a kill between the two
+    # leaves the marker on the previous (complete) checkpoint
+    write_text(path.parent / LAST_CHECKPOINT, path.name)
+
+
+def _trim_metrics(path: Path, iteration: int) -> None:
+    """On resume, drop metric lines logged after the checkpoint we restart from."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_bytes().splitlines():
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # a line cut by a kill
+        if rec.get("iteration", 0) <= iteration:
+            keep.append(line)
+    with atomic_open(path, "wb") as f:
+        f.write(b"".join(k + b"\n" for k in keep))
+
+
+# --------------------------------------------------------------------------- training
+def _amp_context(amp: str, device: torch.device):
+    if device.type == "cuda" and amp in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if amp == "bf16" and device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: bool = True) -> TrainResult:
+    """Train (or resume) per ``params.train``, save ``model_final.pt`` and evaluate unless ``skip_test``.
+
+    Usage::
+
+        result = train(load_params("params/demo.yaml"))
+
+    Works unchanged under ``torchrun`` (one process per GPU). Raises
+    :class:`NonFiniteLossError` on a NaN/inf loss, :class:`~yeay_nb.errors.CheckpointError`
+    when the resumed checkpoint's classes differ from the json's.
+    """
+    from tqdm.auto import tqdm
+
+    from .data import CocoDetectionDataset, to_device, train_loader
+
+    t = params.train
+    d = _setup(t.device)
+    try:
+        out = Path(t.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        seed = params.run.seed
+        torch.manual_seed(seed + d.rank)
+        import random as _random
+        _random.seed(seed + d.rank)  # the dataset's horizontal flip
+
+        dataset = CocoDetectionDataset(t.coco_json, "train", images_dir=images_dir, masks=t.model == "maskrcnn",
+                                       hflip=t.hflip, drop_empty=True)
+        classes = dataset.classes
+        cfg = model_config_from_params(t, len(classes))
+        sched = derive_schedule(t, d.world_size)
+        model = build_model(cfg).to(d.device)
+        params_dict = params.to_dict()
+
+        resume_path = find_last_checkpoint(out)
+        start_iter, elapsed_before, resumed_from = 0, 0.0, None
+        state = None
+        if resume_path is not None:
+            state = load_checkpoint(resume_path)
+            if list(state["classes"]) != list(classes):
+                raise CheckpointError(
+                    f"cannot resume from {resume_path}: its classes ({len(state['classes'])}: "
+                    f"{state['classes'][:5]}...) differ from {t.coco_json} ({len(classes)}: {classes[:5]}...). "
+                    f"Use another train.output_dir, or set train.weights to {resume_path} to fine-tune.")
+            for key in ("arch", "backbone", "norm"):
+                if state["model_config"].get(key) != cfg[key]:
+                    raise CheckpointError(f"cannot resume from {resume_path}: model {key} is "
+                                          f"{state['model_config'].get(key)!r} there, {cfg[key]!r} in the params")
+            unwrap(model).load_state_dict(state["model"])
+            start_iter = int(state.get("iteration") or 0)
+            elapsed_before = float((state.get("extra") or {}).get("train_time_s", 0.0))
+            resumed_from = start_iter
+        else:
+            report = load_weights(model, t.weights, cfg)
+            if d.main and t.weights != "none":
+                print(f"weights {report['weights']}: loaded {report['loaded']} tensors, "
+                      f"re-initialised {len(report.get('skipped', []))} with other shapes", flush=True)
+
+        if d.world_size > 1:
+            ddp_kw = {"device_ids": [d.device.index]} if d.device.type == "cuda" else {}
+            model = torch.nn.parallel.DistributedDataParallel(model, **ddp_kw)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(trainable, lr=sched.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        if state is not None and state.get("optimizer"):
+            optimizer.load_state_dict(state["optimizer"])
+        state = None  # free the host copy
+
+        metrics_path = out / METRICS_FILE
+        if d.main:
+            print(sched.line(), flush=True)
+            if resumed_from is not None:
+                print(f"resuming from {resume_path} at iteration {start_iter}", flush=True)
+                _trim_metrics(metrics_path, start_iter)
+            with open(metrics_path, "ab") as f:
+                f.write(orjson.dumps({"event": "derived schedule", "iteration": start_iter, "time": time.time(),
+                                      **dataclasses.asdict(sched)}) + b"\n")
+
+        extra = lambda: {"train_time_s": elapsed_before + (time.perf_counter() - t0),  # noqa: E731
+                         "schedule": dataclasses.asdict(sched), "world_size": d.world_size}
+        save = lambda path, it: _save(path, model, optimizer, classes, cfg, it, params_dict, extra())  # noqa: E731
+
+        it = start_iter
+        skipped = 0
+        stopped_by_budget = False
+        t0 = time.perf_counter()
+        if it < sched.max_iter and not (sched.time_budget_s and elapsed_before >= sched.time_budget_s):
+            loader = train_loader(dataset, t.ims_per_gpu, num_workers=t.num_workers, rank=d.rank,
+                                  world_size=d.world_size, seed=seed + start_iter,
+                                  pin_memory=d.device.type == "cuda")
+            model.train()
+            bar = tqdm(total=sched.max_iter, initial=it, desc="train", disable=not (progress and d.main),
+                       dynamic_ncols=True)
+            window_imgs, window_t = 0, time.perf_counter()
+            for images, targets, n_failed in loader:
+                skipped += n_failed
+                if not images:
+                    continue  # a whole batch failed to decode: counted above, nothing to learn from
+                elapsed = elapsed_before + (time.perf_counter() - t0)
+                lr = sched.lr * sched.lr_factor(it, elapsed, t.warmup_factor, t.gamma)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                images, targets = to_device(images, targets, d.device)
+                with _amp_context(t.amp, d.device):
+                    losses = model(images, targets)
+                loss = sum(losses.values())
+                # one host sync per step: agree across ranks on "finite" and on the clock,
+                # so every rank stops at the same iteration (otherwise DDP would hang)
+                flags = torch.stack([(~torch.isfinite(loss.detach())).float(),
+                                     torch.tensor(elapsed, device=loss.device, dtype=torch.float32)])
+                if d.world_size > 1:
+                    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                bad, elapsed_all = flags.tolist()
+                if bad:
+                    vals = {k: float(v.detach()) for k, v in losses.items()}
+                    term = next((k for k, v in vals.items() if not math.isfinite(v)), "loss (another rank)")
+                    raise NonFiniteLossError(it + 1, term, vals.get(term, float("nan")))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if t.clip_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(trainable, t.clip_grad_norm)
+                optimizer.step()
+                it += 1
+                window_imgs += len(images) * d.world_size
+                bar.update(1)
+                if it % t.log_every == 0 or it == sched.max_iter or it == start_iter + 1:
+                    vals = {k: float(v.detach()) for k, v in losses.items()}
+                    if d.world_size > 1:
+                        red = torch.tensor(list(vals.values()), device=loss.device)
+                        dist.all_reduce(red)
+                        vals = dict(zip(vals, (red / d.world_size).tolist()))
+                    now = time.perf_counter()
+                    ips = window_imgs / max(now - window_t, 1e-9)
+                    window_imgs, window_t = 0, now
+                    total = sum(vals.values())
+                    bar.set_postfix(loss=f"{total:.3f}", img_s=f"{ips:.1f}", lr=f"{lr:.2g}")
+                    if d.main:
+                        rec = {"iteration": it, "lr": lr, "loss": total, **vals, "img_per_s": ips,
+                               "time": elapsed_before + (now - t0), "images_skipped": skipped}
+                        with open(metrics_path, "ab") as f:
+                            f.write(orjson.dumps(rec) + b"\n")
+                if it >= sched.max_iter:
+                    break
+                if sched.time_budget_s and elapsed_all >= sched.time_budget_s:
+                    stopped_by_budget = True
+                    break
+                if it % sched.snapshot_iters == 0:
+                    if d.main:
+                        save(out / f"model_{it:07d}.pt", it)
+                    _barrier(d)
+            bar.close()
+            del loader
+        train_time = elapsed_before + (time.perf_counter() - t0)
+        final = out / FINAL_CHECKPOINT
+        if d.main and (it != start_iter or not final.is_file()):
+            save(final, it)
+        _barrier(d)
+        if d.main and stopped_by_budget:
+            print(f"time budget {sched.time_budget_s:g}s spent at iteration {it}/{sched.max_iter}", flush=True)
+        if skipped and d.main:
+            print(f"{skipped} images failed to decode and were skipped", flush=True)
+
+        result = TrainResult(output_dir=out, final_checkpoint=final, iterations=it, schedule=sched,
+                             stopped_by_budget=stopped_by_budget, resumed_from=resumed_from, images_skipped=skipped,
+                             train_time_s=train_time, metrics_file=metrics_path, classes=classes)
+        if not t.skip_test:
+            if d.main:
+                from .evaluate import evaluate
+
+                result.eval = evaluate(unwrap(model), t.coco_json, split="val", output_dir=out, device=d.device,
+                                       images_dir=images_dir, progress=progress, num_workers=t.num_workers)
+            _barrier(d)
+        return result
+    finally:
+        if d.initialized_here:
+            dist.destroy_process_group()
+
+
+# --------------------------------------------------------------------------- CLI
+def _overrides(pairs: Optional[list[list[str]]]) -> dict:
+    from .params import parse_override_value
+
+    return {k: parse_override_value(v) for k, v in (pairs or [])}
+
+
+def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("-f", "--params", required=True, help="params YAML file")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="override a param, e.g. -p train.max_iter 100 (repeatable)")
+    p.add_argument("--images-dir", default=None, help="folder of the json's relative file_name entries")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.set_defaults(func=run_cli)
+    return p
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Entry point shared by ``yeay-nb train`` and ``python -m yeay_nb.train``; returns the exit status."""
+    from .params import load_params
+
+    params = load_params(args.params, _overrides(args.param))
+    result = train(params, images_dir=args.images_dir, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"final checkpoint: {result.final_checkpoint} (iteration {result.iterations})")
+        if result.eval:
+            from .evaluate import ap_table
+            print(ap_table(result.eval))
+    return 0
+
+
+def add_cli(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``yeay-nb train -f params/X.yaml [-p key value ...]``."""
+    p = subparsers.add_parser("train", help="train Faster/Mask R-CNN on the COCO json (resumes)",
+                              description=__doc__.split("\n\n")[0])
+    return _configure(p)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m yeay_nb.train`` (also under torchrun)."""
+    args = _configure(argparse.ArgumentParser(prog="python -m yeay_nb.train")).parse_args(argv)
+    try:
+        return args.func(args)
+    except YeayError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

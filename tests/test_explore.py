@@ -217,6 +217,28 @@ def test_mongod_reused_then_stopped_at_exit(tmp_path):
     assert not (db_dir / fo_db.STATE_FILE).exists()
 
 
+def test_orphaned_mongod_is_reused_and_can_be_stopped(tmp_path):
+    """A kernel killed without cleanup leaves its mongod running: the next start reuses it, and
+    ``stop_database(force=True)`` stops it."""
+    db_dir = tmp_path / "db"
+    r = _run_py(f"import os; from yeay_nb.fo_db import start_database; print(start_database({str(db_dir)!r}), "
+                f"flush=True); os._exit(0)")  # os._exit: no atexit, like a kernel killed with SIGKILL
+    assert r.returncode == 0, r.stderr
+    uri = r.stdout.strip()
+    state = json.loads((db_dir / fo_db.STATE_FILE).read_text())
+    try:
+        assert fo_db.running_uri(db_dir) == uri
+        r = _run_py(f"from yeay_nb.fo_db import start_database, stop_database; "
+                    f"print(start_database({str(db_dir)!r})); print(stop_database({str(db_dir)!r})); "
+                    f"print(stop_database({str(db_dir)!r}, force=True))")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == [uri, "False", "True"]  # reused; not ours to stop unless forced
+        assert not fo_db._pid_alive(state["pid"]) and fo_db.running_uri(db_dir) is None
+    finally:
+        if fo_db._pid_alive(state["pid"]):
+            os.kill(state["pid"], 15)
+
+
 # --------------------------------------------------------------------------- FiftyOne datasets
 @pytest.fixture
 def coco_ds(fo_database, tmp_path, request):
@@ -250,7 +272,18 @@ def test_existing_dataset_name_needs_overwrite(coco_ds):
     path, ds, _, _ = coco_ds
     with pytest.raises(YeayError, match="already exists.*overwrite"):
         explore.import_coco(path, ds.name)
+    with pytest.raises(YeayError, match="already exists.*overwrite"):
+        explore.import_video_outputs([], ds.name)
     assert len(ds) == 5  # untouched
+
+
+def test_wrong_images_dir_is_a_clear_error(coco_ds, tmp_path):
+    path, ds, _, _ = coco_ds
+    with pytest.raises(AnnotationError, match=r"none of the 6 image files exist under .*nowhere.*images_dir"):
+        explore.import_coco(path, "t-never", images_dir=tmp_path / "nowhere")
+    import fiftyone as fo
+
+    assert not fo.dataset_exists("t-never")
 
 
 def test_class_views_and_problem_tags(coco_ds):
@@ -319,6 +352,22 @@ def test_predictions_evaluation_and_worst_cases(coco_ds):
     assert explore.plot_confusion_matrix(results) is not None
 
 
+def test_add_coco_detections_from_results_json(coco_ds, tmp_path):
+    _, ds, _, _ = coco_ds
+    results = [{"image_id": 2, "category_id": 2, "bbox": [50, 20, 30, 30], "score": 0.8,
+                "segmentation": _rle(50, 20, 80, 50)},
+               {"image_id": 2, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.01},
+               {"image_id": 99, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9}]  # no such sample
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    assert explore.add_coco_detections(ds, path, CLASSES, score_floor=0.05) == 1
+    (det,) = ds.match({"coco_id": 2}).first().predictions.detections
+    assert det.label == "pants" and det.confidence == pytest.approx(0.8) and det.mask.shape == (30, 30)
+    assert ds.count("predictions") == 1
+    with pytest.raises(AnnotationError, match=r"detections\[0\].*category_id 7"):
+        explore.add_coco_detections(ds, [dict(results[0], category_id=7)], CLASSES)
+
+
 def test_predict_split_runs_a_model_over_the_split(coco_ds):
     import torch
 
@@ -348,10 +397,7 @@ def test_predict_split_runs_a_model_over_the_split(coco_ds):
 
 # --------------------------------------------------------------------------- videos
 def _write_video(path: Path, n: int = 6, w: int = 64, h: int = 48) -> Path:
-    try:
-        from yeay_nb.synth import make_videos  # noqa: F401  (the synth engineer's writer; optional)
-    except ImportError:
-        pass
+    """An OpenCV mp4v clip: imports fine, but browsers cannot play MPEG-4 part 2 (checked below)."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
     for i in range(n):
         frame = np.full((h, w, 3), 20 * i, np.uint8)
@@ -372,7 +418,7 @@ def test_import_video_outputs(fo_database, tmp_path):
     doc = {"video_id": "clip", "video_loc": str(vids / "clip.mp4"), "video_dim": [64, 48],
            "video_fps": 10.0, "video_fcnt": 6, "classesInDS": classes,
            "items": [[0, 1, 0.9, [10, 10, 30, 40]], [0, 2, 0.07, [0, 0, 8, 8]], [3, 2, 0.6, [32, 8, 64, 24]]],
-           "frame_indices": [0, 2],
+           "frame_indices": [0, 2], "mask_classes": ["person"], "mask_scores": [[[0.8]], [[0.7]]],
            "coco_rle_masks": [[[_rle(10, 10, 31, 41, 64, 48)]], [[_rle(12, 10, 33, 41, 64, 48)]]]}
     (out / "clip.json").write_text(json.dumps(doc))
     gone = dict(doc, video_id="gone", video_loc="/nowhere/gone.mp4")
@@ -393,7 +439,7 @@ def test_import_video_outputs(fo_database, tmp_path):
         np.testing.assert_allclose(f1.detections.detections[0].bounding_box, [10 / 64, 10 / 48, 20 / 64, 30 / 48])
         assert [d.label for d in f1.masks.detections] == ["person"]
         m3 = s.frames[3].masks.detections[0]
-        assert m3.mask.shape == (31, 21) and m3.mask.all()
+        assert m3.mask.shape == (31, 21) and m3.mask.all() and m3.confidence == pytest.approx(0.7)
         np.testing.assert_allclose(m3.bounding_box, [12 / 64, 10 / 48, 21 / 64, 31 / 48])
         assert s.frames[4].detections.detections[0].confidence == pytest.approx(0.6)
         assert report.num_detections == 3 and report.num_masks == 2

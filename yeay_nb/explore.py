@@ -258,13 +258,17 @@ class ImportReport:
                 f"{self.num_detections} boxes, {self.num_masks} masks{miss}")
 
 
+def _check_name(name: str, overwrite: bool) -> None:
+    if not overwrite and _fo().dataset_exists(name):
+        raise YeayError(f"FiftyOne dataset '{name}' already exists. Fix: pass overwrite=True "
+                        "(params: explore.overwrite: true) or choose another name "
+                        "(explore.dataset_name / explore.video_dataset_name).")
+
+
 def _new_dataset(name: str, overwrite: bool):
     fo = _fo()
+    _check_name(name, overwrite)
     if fo.dataset_exists(name):
-        if not overwrite:
-            raise YeayError(f"FiftyOne dataset '{name}' already exists. Fix: pass overwrite=True "
-                            "(params: explore.overwrite: true) or choose another name "
-                            "(explore.dataset_name).")
         fo.delete_dataset(name)
     ds = fo.Dataset(name)
     ds.persistent = True  # survives the kernel: the App (another process) and later sessions see it
@@ -295,13 +299,17 @@ def import_coco(coco_json: str | os.PathLike, dataset_name: str, *, overwrite: b
     for a in coco["annotations"]:
         anns_of.setdefault(a["image_id"], []).append(a)
     report = ImportReport(dataset_name)
-    samples = []
     images = coco["images"][:max_samples] if max_samples else coco["images"]
-    for im in tqdm(images, desc="samples", leave=False):
-        path = (img_dir / im["file_name"]).resolve()
-        if not path.is_file():
-            report.missing_images.append(str(path))
-            continue
+    present = [(im, (img_dir / im["file_name"]).resolve()) for im in images]
+    report.missing_images = [str(path) for _, path in present if not path.is_file()]
+    present = [(im, path) for im, path in present if path.is_file()]
+    if images and not present:
+        raise AnnotationError(f"none of the {len(images)} image files exist under {img_dir} (e.g. "
+                              f"{report.missing_images[0]}). Fix: set info.images_dir in the json or pass "
+                              "images_dir", file=str(coco_json))
+    ds = _new_dataset(dataset_name, overwrite)  # before the long part: a name clash fails fast
+    samples = []
+    for im, path in tqdm(present, desc="samples", leave=False):
         width, height = int(im["width"]), int(im["height"])
         dets = []
         for a in anns_of.get(im["id"], []):
@@ -324,12 +332,15 @@ def import_coco(coco_json: str | os.PathLike, dataset_name: str, *, overwrite: b
                            metadata=fo.ImageMetadata(width=width, height=height))
         sample[label_field] = fo.Detections(detections=dets)
         samples.append(sample)
-    ds = _new_dataset(dataset_name, overwrite)
-    ds.add_samples(samples)
+        if len(samples) == 1000:  # bounded memory on big datasets (masks add up)
+            ds.add_samples(samples, progress=False)
+            report.num_samples += len(samples)
+            samples = []
+    ds.add_samples(samples, progress=False)
+    report.num_samples += len(samples)
     ds.default_classes = [names[k] for k in sorted(names)]
     ds.info["coco_json"] = str(Path(coco_json).resolve())
     ds.save()
-    report.num_samples = len(samples)
     return ds, report
 
 
@@ -411,6 +422,54 @@ def add_predictions(dataset, predictions: Mapping[Any, Mapping], classes: Sequen
             full = masks[k].reshape(masks.shape[-2], masks.shape[-1]) >= mask_thresh if masks is not None else None
             dets.append(_detection(fo, classes[labels[k]], (x1, y1, x2 - x1, y2 - y1), width, height, full,
                                    confidence=float(scores[k])))
+        sample[pred_field] = fo.Detections(detections=dets)
+        n += len(dets)
+    return n
+
+
+def add_coco_detections(dataset, detections: Sequence[Mapping] | str | os.PathLike, classes: Sequence[str], *,
+                        pred_field: str = PRED_FIELD, score_floor: float = 0.0) -> int:
+    """Add COCO-format results (``yeay_nb.evaluate.predict_coco`` output, or a results json file:
+    ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score", "segmentation"?}]``) as predictions.
+
+    ``category_id`` indexes ``classes`` (the converters' ids are class indices). Every sample of
+    an image with results gets ``pred_field``; returns detections added.
+
+    Example::
+
+        dets = predict_coco(model, "work/coco.json", "val")
+        add_coco_detections(ds, dets, classes)
+    """
+    fo = _fo()
+    from fiftyone import ViewField as F
+
+    if isinstance(detections, (str, os.PathLike)):
+        import orjson
+
+        try:
+            detections = orjson.loads(Path(detections).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as e:
+            raise AnnotationError(f"cannot read COCO results: {e}", file=str(detections)) from None
+    by_image: dict[Any, list[Mapping]] = {}
+    for i, d in enumerate(detections):
+        if not 0 < int(d["category_id"]) < len(classes):
+            raise AnnotationError(f"category_id {d['category_id']} is outside the {len(classes)} classes",
+                                  record=f"detections[{i}]")
+        by_image.setdefault(d["image_id"], []).append(d)
+    n = 0
+    for sample in dataset.match(F("coco_id").is_in(list(by_image))).iter_samples(autosave=True, progress=False):
+        width, height = sample.metadata.width, sample.metadata.height
+        dets = []
+        for d in by_image[sample.coco_id]:
+            if d["score"] < score_floor:
+                continue
+            full = None
+            if d.get("segmentation"):
+                from pycocotools import mask as mask_utils
+
+                full = mask_utils.decode(_rle_of(d["segmentation"], height, width))
+            dets.append(_detection(fo, classes[int(d["category_id"])], d["bbox"], width, height, full,
+                                   confidence=float(d["score"])))
         sample[pred_field] = fo.Detections(detections=dets)
         n += len(dets)
     return n
@@ -668,6 +727,7 @@ def import_video_outputs(jsons: str | os.PathLike | Sequence[str | os.PathLike],
     else:
         paths = [Path(p) for p in jsons]
         folder_mode = False
+    _check_name(dataset_name, overwrite)  # fail before reading every json
     vdir = Path(video_dir) if video_dir else None
     report = VideoImportReport(dataset_name)
     samples = []
@@ -697,15 +757,20 @@ def import_video_outputs(jsons: str | os.PathLike | Sequence[str | os.PathLike],
         mask_names = doc.get("mask_classes") or list(mask_classes or ["person"])
         rles = doc.get("coco_rle_masks") or []
         indices = doc.get("frame_indices") or list(range(len(rles)))
-        for frame_index, per_class in zip(indices, rles):
+        mask_scores = doc.get("mask_scores") or []  # ours: same nesting as coco_rle_masks
+        for k, (frame_index, per_class) in enumerate(zip(indices, rles)):
             for m, rle_list in enumerate(per_class):
                 label = mask_names[m] if m < len(mask_names) else f"mask_class_{m}"
-                for rle in rle_list:
+                for j, rle in enumerate(rle_list):
                     x, y, w, h = mask_utils.toBbox(rle).tolist()
                     if w <= 0 or h <= 0:
                         continue
                     full = mask_utils.decode(rle)
-                    det = _detection(fo, label, (x, y, w, h), width, height, full)
+                    try:
+                        score = {"confidence": float(mask_scores[k][m][j])}
+                    except (IndexError, TypeError, ValueError):
+                        score = {}  # 2018 files have no mask scores
+                    det = _detection(fo, label, (x, y, w, h), width, height, full, **score)
                     frames.setdefault(int(frame_index) + 1, {"detections": [], "masks": []})["masks"].append(det)
                     report.num_masks += 1
         for fn in sorted(frames):

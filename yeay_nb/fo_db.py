@@ -91,12 +91,19 @@ def ping(uri: str, timeout_s: float = 1.0) -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True for a running process (a zombie, exited but not yet reaped, counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("State:"):
+                return "Z" not in line.split(":", 1)[1].split()[0]
+    except OSError:
+        pass
     return True
 
 
@@ -197,6 +204,10 @@ def start_database(db_dir: str | os.PathLike, *, timeout_s: float = 60.0,
         time.sleep(0.2)
     if proc.poll() is not None or not ping(uri, timeout_s=1.0):
         _stop(proc)
+        other = running_uri(db_dir)
+        if other:  # another process started one for this directory at the same moment: use it
+            _set_env(other, db_dir)
+            return other
         raise YeayError(
             f"the FiftyOne database (mongod {mongod}) did not start for {db_dir}; "
             f"exit code {proc.returncode}. Its log is {log}; last lines:\n{_log_tail(log)}\n"
@@ -223,21 +234,31 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
         proc.wait()
 
 
-def stop_database(db_dir: str | os.PathLike) -> bool:
+def stop_database(db_dir: str | os.PathLike, *, force: bool = False) -> bool:
     """Stop the mongod this process started for ``db_dir``; True if one was stopped.
 
-    Disconnects fiftyone first (if imported) so it does not retry a dead server, and clears the
-    env vars we set so a later ``start_database`` starts afresh.
+    With ``force``, also stop one that another (perhaps crashed) process started, found through
+    the state file. Disconnects fiftyone first (if imported) so it does not retry a dead server,
+    and clears the env vars we set so a later ``start_database`` starts afresh.
     """
     key = str(Path(db_dir).expanduser().resolve())
     proc = _started.pop(key, None)
+    pid = None
     if proc is None:
-        return False
+        if not force or running_uri(key) is None:
+            return False
+        pid = int(json.loads((Path(key) / STATE_FILE).read_text())["pid"])
     fod = sys.modules.get("fiftyone.core.odm.database")
     if fod is not None:
         with contextlib.suppress(Exception):
             fod._disconnect()  # private, but the only way to drop fiftyone's cached client
-    _stop(proc)
+    if proc is not None:
+        _stop(proc)
+    else:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
     with contextlib.suppress(FileNotFoundError):
         (Path(key) / STATE_FILE).unlink()
     if os.environ.get(OWNER_ENV) == key:

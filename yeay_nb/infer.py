@@ -356,9 +356,10 @@ def _merge(doc: dict, existing: dict | None, steps: set[str], models_used: dict,
     if existing is not None:
         old_steps = _steps_of(existing) - steps
         if old_steps:
-            if existing.get("frame_indices", doc["frame_indices"]) != doc["frame_indices"] and "person" in old_steps:
-                raise VideoError(f"cannot merge into {out_json}: it holds masks for other frames "
-                                 "(different --stride/--max-frames); re-run both steps with --clobber")
+            old_frames = existing.get("frame_indices", list(range(len(existing.get("blur_scores", [])))))
+            if old_frames != doc["frame_indices"]:
+                raise VideoError(f"cannot merge into {out_json}: its {'/'.join(sorted(old_steps))} results cover "
+                                 "other frames (different --stride/--max-frames); re-run both steps with --clobber")
             for step in old_steps:
                 for k in (CLOTHING_KEYS if step == "clothing" else PERSON_KEYS):
                     if k in existing:
@@ -393,7 +394,7 @@ def _build_plan(clothing_model, person_model, steps, mask_classes, device, score
         pm = None
     person = None
     if "person" in want:
-        if pm == "same" or (pm is None and steps and "person" in want and clothing_model is not None):
+        if pm == "same" or (pm is None and "clothing" not in want and clothing_model is not None):
             person = clothing if clothing is not None else load_detector(clothing_model, device, score_floor)
         elif pm is None and clothing is not None and clothing.has_masks and \
                 all(c in clothing.classes for c in mask_classes):
@@ -560,3 +561,37 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_infer)
     return p
+
+
+# --------------------------------------------------------------------------- reading results back
+def output_table(output_dir: str | os.PathLike, thresh: float = 0.4) -> list[dict]:
+    """One row per ``<video_id>.json`` in ``output_dir`` (plus failures), for notebook tables.
+
+    Usage::
+
+        import pandas as pd
+        pd.DataFrame(output_table("work/infer"))
+    """
+    output_dir = Path(output_dir)
+    rows = []
+    for path in sorted(output_dir.glob("*.json")):
+        doc = _load_existing(path)
+        if doc is None or "video_id" not in doc:
+            continue
+        classes = doc.get("classesInDS", [])
+        shown = [it for it in doc.get("items", []) if it[2] >= thresh]
+        seen = sorted({classes[it[1]] for it in shown if it[1] < len(classes)})
+        rows.append({"video_id": doc["video_id"], "frames": len(doc.get("frame_indices", [])),
+                     "video_fcnt": doc.get("video_fcnt"), "dim": "x".join(map(str, doc.get("video_dim", []))),
+                     "items": len(doc.get("items", [])), f"items>={thresh}": len(shown),
+                     "masks": sum(len(m) for f in doc.get("coco_rle_masks", []) for m in f),
+                     "classes": ", ".join(seen), "status": "done", "json": str(path)})
+    fail = output_dir / "failures.jsonl"
+    if fail.exists():
+        done = {r["video_id"] for r in rows}
+        for line in fail.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                rec = json.loads(line)
+                if rec.get("video_id") not in done:
+                    rows.append({"video_id": rec.get("video_id"), "status": "failed: " + str(rec.get("reason"))[:120]})
+    return rows

@@ -75,6 +75,7 @@ class CCPParams:
     mapping: Optional[InputPath] = None  # CCP label -> taxonomy class YAML (default shipped)
     min_component_area: int = 100  # connected components smaller than this are specks
     holdout_every: int = 5  # images whose number is divisible by this go to val
+    workers: Optional[int] = None  # conversion processes (default: all cores)
 
 
 @dataclass
@@ -149,6 +150,8 @@ class InferParams:
     score_floor: float = 0.05
     thresh: float = 0.4
     mask_classes: list[str] = field(default_factory=lambda: ["person"])
+    mask_thresh: float = 0.5  # person masks kept for detections scoring at least this
+    steps: list[str] = field(default_factory=lambda: ["clothing", "person"])  # run only some to merge
     create_vis: bool = True
     output_video: bool = False
     clobber: bool = False

@@ -26,7 +26,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
@@ -76,10 +76,23 @@ def _basename(loc: str) -> PurePosixPath:
     return PurePosixPath(urlparse(loc).path) if is_remote(loc) else PurePosixPath(Path(loc).as_posix())
 
 
+def _videos_beside(loc: str) -> int:
+    """How many videos share a local file's folder (0 for URLs: unknown)."""
+    if is_remote(loc):
+        return 0
+    try:
+        return sum(1 for q in Path(loc).parent.iterdir() if q.suffix.lower() in VIDEO_EXTENSIONS)
+    except OSError:
+        return 0
+
+
 def _default_id(loc: str, id_in_filename: bool) -> str:
     p = _basename(loc)
     if id_in_filename:
         return p.name.split("_", 1)[0] or p.stem
+    if _videos_beside(loc) > 1:
+        # a folder of many videos is not a per-video folder: the stem, as in a folder run
+        return p.stem
     return p.parent.name or p.stem  # the 2018 default: the parent folder's name
 
 
@@ -410,6 +423,34 @@ def count_frames(path: str | os.PathLike) -> int:
         for _ in r.frames(stride=10**9):  # converts only frame 0 to RGB
             pass
         return r.decoded
+
+
+def read_frames(path: str | os.PathLike, indices: Iterable[int], rotate: str | int = "auto") -> dict[int, np.ndarray]:
+    """``{frame_index: rgb}`` for the wanted 0-based indices (one decode pass, stops after the last)."""
+    wanted = sorted({int(i) for i in indices if int(i) >= 0})
+    out: dict[int, np.ndarray] = {}
+    if not wanted:
+        return out
+    with VideoReader(path, rotate=rotate) as r:
+        want = set(wanted)
+        for i, rgb in _selected(r, want, wanted[-1]):
+            out[i] = rgb
+    return out
+
+
+def _selected(reader: "VideoReader", want: set, last: int) -> Iterator[tuple[int, np.ndarray]]:
+    # like frames(), but converts only the wanted frames to RGB
+    rot = reader.info.rotation
+    if reader._cap is not None:
+        for i, rgb in reader.frames(stride=1, max_frames=last + 1):
+            if i in want:
+                yield i, rgb
+        return
+    for i, frame in enumerate(reader._pyav_frames()):
+        if i > last:
+            break
+        if i in want:
+            yield i, rotate_frame(frame.to_ndarray(format="rgb24"), rot)
 
 
 _END = object()

@@ -155,13 +155,14 @@ def load_ccp_mapping(path: str | os.PathLike | None, label_names: list[str],
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(lut: list[int], min_component_area: int, person_id: int) -> None:
+def _init_worker(lut: list[int], min_component_area: int, person_id: int, pool: bool = True) -> None:
     """Per-process state: the label -> class lookup table and the thresholds."""
-    import cv2
+    if pool:  # not in the caller's own process: a notebook's later cv2 calls keep their threads
+        import cv2
 
-    cv2.setNumThreads(1)  # the pool already uses every core; cv2's own threads would fight it
-    _WORKER.update(lut=np.asarray(lut, dtype=np.uint8 if max(lut) < 256 else np.int32), min_area=int(min_component_area),
-                   person_id=int(person_id))
+        cv2.setNumThreads(1)  # the pool already uses every core; cv2's own threads would fight it
+    _WORKER.update(lut=np.asarray(lut, dtype=np.uint8 if max(lut) < 256 else np.int32),
+                   min_area=int(min_component_area), person_id=int(person_id))
 
 
 def _encode(masks: np.ndarray) -> list[dict]:
@@ -339,7 +340,8 @@ def convert_ccp(root: str | os.PathLike, out: str | os.PathLike, *, taxonomy: st
         min_component_area: clothing components with fewer pixels are dropped as specks.
         holdout_every: image ``NNNN`` is ``val`` when ``NNNN % holdout_every == 0`` (0: no val).
         limit: convert only the first ``limit`` label maps (by number).
-        workers: processes (default ``os.cpu_count()``; 1 converts in this process).
+        workers: processes (default ``os.cpu_count()``, fewer for under 32 images per core;
+            1 converts in this process).
         progress: show a tqdm progress bar.
     """
     from tqdm.auto import tqdm
@@ -350,7 +352,8 @@ def convert_ccp(root: str | os.PathLike, out: str | os.PathLike, *, taxonomy: st
     holdout_every = _check_int("holdout_every", holdout_every, 0)
     if limit is not None:
         limit = _check_int("limit", limit, 0)
-    workers = _check_int("workers", workers if workers is not None else (os.cpu_count() or 1), 1)
+    if workers is not None:
+        workers = _check_int("workers", workers, 1)
     _check_root(root)
     label_names = ccp_label_names(root)
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
@@ -370,11 +373,13 @@ def convert_ccp(root: str | os.PathLike, out: str | os.PathLike, *, taxonomy: st
         tasks = tasks[:limit]
 
     results: Iterable[dict]
+    if workers is None:  # a pool costs ~1 s to start: not worth it for a quick look at a few images
+        workers = min(os.cpu_count() or 1, max(1, len(tasks) // 32))
     workers = max(1, min(workers, len(tasks)))
     initargs = (lut, min_component_area, person_id)
     bar = dict(total=len(tasks), desc="ccp", unit="img", disable=not progress)
     if workers == 1:
-        _init_worker(*initargs)
+        _init_worker(*initargs, pool=False)
         results = [_convert_one(t) for t in tqdm(tasks, **bar)]
     else:
         # forkserver: safe when the caller (a notebook kernel) already runs threads, unlike fork,

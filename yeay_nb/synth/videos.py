@@ -181,10 +181,7 @@ class _Writer:
         if self.encoder == "libx264":
             import av
 
-            # yuv420p through OpenCV (BT.601 limited range, what decoders assume for an untagged
-            # stream): one fixed conversion, whatever swscale context PyAV has cached.
-            yuv = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420)
-            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24").reformat(format="yuv420p")
             frame.pts = self.frames
             self.frames += 1
             for packet in self.stream.encode(frame):

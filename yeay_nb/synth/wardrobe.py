@@ -31,6 +31,7 @@ JPEG_QUALITY = 92
 MANIFEST = "wardrobe.json"
 MANIFEST_VERSION = 1  # bump when the drawing changes, so old wardrobes are redrawn
 DUPLICATE_PROBABILITY = 0.08  # real VG lists some objects twice (same name, same box)
+NO_SYNSET_PROBABILITY = 0.1
 
 
 @dataclass
@@ -67,7 +68,8 @@ def _files(out: Path, num_images: int, num_objects: int) -> WardrobeFiles:
                          num_images=num_images, num_objects=num_objects)
 
 
-def make_wardrobe(out_dir: str | os.PathLike, num_images: int = 200, image_size=(320, 256), seed: int = 0,
+def make_wardrobe(out_dir: str | os.PathLike, num_images: int = 200, image_size: tuple[int, int] = (320, 256),
+                  seed: int = 0,
                   progress: bool = True, reuse: bool = True) -> WardrobeFiles:
     """Draw ``num_images`` images of 1-3 stylized people and write them in VG format.
 
@@ -110,7 +112,9 @@ def make_wardrobe(out_dir: str | os.PathLike, num_images: int = 200, image_size=
         for o in r.objects:
             object_id += 1
             x, y, w, h = o["box"]
-            objs.append({"object_id": object_id, "names": [o["name"]], "synsets": [o["synset"]],
+            # Real VG leaves many objects without a synset; do that for some distractors.
+            no_synset = o["class_name"] is None and rng.random() < NO_SYNSET_PROBABILITY
+            objs.append({"object_id": object_id, "names": [o["name"]], "synsets": [] if no_synset else [o["synset"]],
                          "x": x, "y": y, "w": w, "h": h, "merged_object_ids": []})
         if objs and rng.random() < DUPLICATE_PROBABILITY:
             object_id += 1
@@ -137,9 +141,3 @@ def _finished(out: Path, manifest: dict) -> WardrobeFiles | None:
     paths = [files.image_data_json, files.objects_json, files.person_masks_json]
     paths += [files.images_dir / f"{k + 1}.jpg" for k in range(manifest["num_images"])]
     return files if all(p.exists() for p in paths) else None
-
-
-def load_objects(path: str | os.PathLike) -> list[dict]:
-    """Read a VG ``objects.json`` (small helper for notebooks and tests)."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)

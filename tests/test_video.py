@@ -1,0 +1,168 @@
+"""Sources, manifests, sharding, decoding, rotation: yeay_nb.video."""
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from yeay_nb.errors import ParamsError, VideoError
+from yeay_nb.video import (VideoReader, apply_url_rewrite, count_frames, fetch, parse_url_rewrite, prefetch,
+                           read_frames, resolve_sources, shard)
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def write_video(path, n=6, w=64, h=32, rotation=None, fps=10):
+    """n frames; frame i has its left quarter white and brightness i*10 elsewhere."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if rotation is not None:
+            s.set_display_rotation(rotation)
+        for i in range(n):
+            a = np.full((h, w, 3), i * 10, np.uint8)
+            a[:, : w // 4] = 255
+            for p in s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path
+
+
+def write_empty_video(path):
+    """A container with a video stream header and no frames."""
+    out = av.open(str(path), "w")
+    s = out.add_stream("mpeg4", rate=10)
+    s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+    out.start_encoding()
+    out.close()
+    return path
+
+
+def test_folder_layout_ids_from_parent_and_flat_collisions_use_stems(tmp_path):
+    write_video(tmp_path / "a" / "vid123" / "video.mp4", n=1)
+    write_video(tmp_path / "a" / "vid456" / "video.mp4", n=1)
+    ids = [s.video_id for s in resolve_sources(tmp_path / "a")]
+    assert ids == ["vid123", "vid456"]  # the 2018 default: the parent folder's name
+    write_video(tmp_path / "flat" / "u1_clip.mp4", n=1)
+    write_video(tmp_path / "flat" / "u2_clip.mov", n=1)
+    (tmp_path / "flat" / "notes.txt").write_text("not a video")
+    assert [s.video_id for s in resolve_sources(tmp_path / "flat")] == ["u1_clip", "u2_clip"]
+    assert [s.video_id for s in resolve_sources(tmp_path / "flat", id_in_filename=True)] == ["u1", "u2"]
+
+
+def test_json_list_and_feed_with_url_rewrite(tmp_path):
+    write_video(tmp_path / "v" / "x1" / "video.mp4", n=1)
+    (tmp_path / "list.json").write_text(json.dumps(["v/x1/video.mp4", "https://cdn.example.net/x2/clip.mp4"]))
+    srcs = resolve_sources(tmp_path / "list.json", url_rewrite=["https://cdn.example.net=s3://bucket"])
+    assert [(s.video_id, s.loc) for s in srcs] == [("x1", str(tmp_path / "v/x1/video.mp4")),
+                                                  ("x2", "s3://bucket/x2/clip.mp4")]
+    assert srcs[1].src == "https://cdn.example.net/x2/clip.mp4"
+    feed = [{"id": 42, "sourceMediaUrl": "https://cdn.example.net/a/b.mp4", "title": "t"},
+            {"id": "7", "sourceMediaUrl": "https://other/c.mp4"}]
+    (tmp_path / "feed.json").write_text(json.dumps(feed))
+    srcs = resolve_sources(tmp_path / "feed.json", url_rewrite=["https://cdn.example.net=s3://bucket"])
+    assert [(s.video_id, s.loc) for s in srcs] == [("42", "s3://bucket/a/b.mp4"), ("7", "https://other/c.mp4")]
+
+
+def test_bad_inputs_raise_params_errors_naming_the_problem(tmp_path):
+    with pytest.raises(ParamsError, match="no such video"):
+        resolve_sources(tmp_path / "missing.mp4")
+    (tmp_path / "bad.json").write_text("[1, 2")
+    with pytest.raises(ParamsError, match="bad.json.*not valid JSON"):
+        resolve_sources(tmp_path / "bad.json")
+    (tmp_path / "feed.json").write_text(json.dumps([{"id": 1}]))
+    with pytest.raises(ParamsError, match="sourceMediaUrl"):
+        resolve_sources(tmp_path / "feed.json")
+    with pytest.raises(ParamsError, match="FROM=TO"):
+        parse_url_rewrite(["no-equals-sign"])
+    assert apply_url_rewrite("https://a/b", parse_url_rewrite(["https://a=/mnt"])) == "/mnt/b"
+
+
+def test_shards_are_disjoint_and_cover_the_manifest():
+    srcs = resolve_sources([f"/v/{i:02d}_x/video.mp4" for i in range(11)])
+    parts = [shard(srcs, r, 3) for r in range(3)]
+    flat = [s for p in parts for s in p]
+    assert sorted(flat, key=lambda s: s.video_id) == srcs and len(set(flat)) == len(srcs)
+    assert shard(list(reversed(srcs)), 1, 3) == parts[1]  # input order does not matter
+
+
+def test_frames_stride_max_frames_and_decoded_count(tmp_path):
+    p = write_video(tmp_path / "v.mp4", n=9)
+    assert count_frames(p) == 9
+    with VideoReader(p) as r:
+        got = [(i, int(rgb[0, -1, 0])) for i, rgb in r.frames(stride=3, max_frames=8)]
+        assert r.decoded == 8
+    assert [i for i, _ in got] == [0, 3, 6]
+    assert [v for _, v in got] == pytest.approx([0, 30, 60], abs=4)  # the right frames, in order
+    assert set(read_frames(p, [2, 5])) == {2, 5}
+
+
+@pytest.mark.parametrize("ccw, expect_cw", [(90, 270), (-90, 90), (180, 180)])
+def test_rotation_metadata_is_honoured(tmp_path, ccw, expect_cw):
+    p = write_video(tmp_path / "r.mp4", n=2, w=64, h=32, rotation=ccw)
+    with VideoReader(p) as r:
+        assert r.info.rotation == expect_cw
+        rgb = next(r.frames())[1]
+    h, w = (64, 32) if expect_cw in (90, 270) else (32, 64)
+    assert rgb.shape == (h, w, 3) and (r.info.width, r.info.height) == (w, h)
+    # where the stored left (white) quarter ends up once upright
+    white = rgb[..., 0] > 200
+    region = {90: white[:16].all(), 270: white[-16:].all(), 180: white[:, -16:].all()}[expect_cw]
+    assert region and white.mean() == pytest.approx(0.25, abs=0.02)
+    with VideoReader(p, rotate="0") as r:  # manual override wins
+        assert r.info.rotation == 0 and next(r.frames())[1].shape == (32, 64, 3)
+
+
+def test_unreadable_videos_raise_video_error(tmp_path):
+    with pytest.raises(VideoError, match="not found"):
+        VideoReader(tmp_path / "nope.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(VideoError, match="junk.mp4"):
+        VideoReader(junk)
+    empty = write_empty_video(tmp_path / "empty.avi")
+    with pytest.raises(VideoError, match="zero frames decoded from .*empty.avi"):
+        VideoReader(empty)
+    with pytest.raises(ParamsError):
+        VideoReader(write_video(tmp_path / "ok.mp4", n=1), rotate="45")
+
+
+def test_fetch_local_and_memory_url(tmp_path):
+    import fsspec
+
+    p = write_video(tmp_path / "v.mp4", n=3)
+    with fetch(str(p)) as local:
+        assert local == p
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/bucket/v.mp4", p.read_bytes())
+    with fetch("memory://bucket/v.mp4", tmp_dir=tmp_path) as local:
+        assert local != p and count_frames(local) == 3
+    assert not local.exists()  # the temporary download is gone
+    with pytest.raises(VideoError, match="cannot read memory://bucket/none.mp4"):
+        with fetch("memory://bucket/none.mp4"):
+            pass
+
+
+def test_prefetch_keeps_order_and_reraises():
+    assert list(prefetch(iter(range(50)), maxsize=3)) == list(range(50))
+
+    def bad():
+        yield 1
+        raise VideoError("boom")
+
+    with pytest.raises(VideoError, match="boom"):
+        list(prefetch(bad()))
+
+
+def test_shared_video_frame_count_is_decoded_not_header():
+    juggle = DATA / "videos" / "juggle.mp4"
+    if not juggle.exists():
+        pytest.skip(f"shared videos not found at {juggle.parent}")
+    with VideoReader(juggle) as r:
+        assert (r.info.width, r.info.height, r.info.rotation) == (1280, 720, 0)
+        assert r.info.fps == pytest.approx(24.0)
+        idx = [i for i, _ in r.frames(stride=100)]
+        assert r.decoded == 247 and idx == [0, 100, 200]

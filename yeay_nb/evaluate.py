@@ -1,0 +1,186 @@
+"""COCO evaluation (pycocotools COCOeval): predictions over a split, AP overall and per class.
+
+Usage::
+
+    from yeay_nb.evaluate import evaluate, predict_coco, ap_table
+    result = evaluate("work/train/model_final.pt", "work/coco.json", split="val", output_dir="work/train")
+    print(ap_table(result))                      # per class AP / AP50, bbox and segm
+    dets = predict_coco(model, "work/coco.json", "val", device="cuda", score_thresh=0.05)
+
+``predict_coco`` returns COCO result dicts (``image_id, category_id, bbox [x, y, w, h],
+score`` and, for Mask R-CNN, ``segmentation`` as compressed RLE with a str ``counts``).
+Category ids are class indices (our jsons use id = index in ``info.classes``).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from .atomic import write_json
+from .convert.coco import format_table, split_coco
+
+SUMMARY_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+
+
+def _dataset(dataset_or_coco_json: Any, split: Optional[str], images_dir=None):
+    from .data import CocoDetectionDataset
+
+    if isinstance(dataset_or_coco_json, CocoDetectionDataset):
+        return dataset_or_coco_json
+    return CocoDetectionDataset(dataset_or_coco_json, split, images_dir=images_dir, masks=False, hflip=False)
+
+
+@torch.no_grad()
+def predict_coco(model: torch.nn.Module, dataset_or_coco_json: Any, split: Optional[str] = "val",
+                 device: Any = "cpu", score_thresh: float = 0.05, *, images_dir=None, batch_size: int = 4,
+                 num_workers: int = 2, mask_thresh: float = 0.5, progress: bool = False) -> list[dict]:
+    """Run ``model`` over one split; COCO-format detections (RLE masks when the model has them).
+
+    Usage::
+
+        model, classes, _ = load_model("model_final.pt")
+        dets = predict_coco(model, "work/coco.json", "val", score_thresh=0.3)
+    """
+    from tqdm.auto import tqdm
+
+    from .data import eval_loader
+
+    ds = _dataset(dataset_or_coco_json, split, images_dir)
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    out: list[dict] = []
+    loader = eval_loader(ds, batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
+    try:
+        for images, targets, _failed in tqdm(loader, desc="predict", disable=not progress, dynamic_ncols=True):
+            if not images:
+                continue
+            batch = [im.to(device, non_blocking=True).float().div_(255) for im in images]
+            preds = model(batch)
+            for tgt, pred in zip(targets, preds):
+                keep = pred["scores"] >= score_thresh
+                boxes = pred["boxes"][keep].float().cpu()
+                scores = pred["scores"][keep].float().cpu().tolist()
+                labels = pred["labels"][keep].cpu().tolist()
+                rles = None
+                if "masks" in pred:
+                    m = (pred["masks"][keep][:, 0] >= mask_thresh).cpu().numpy().astype(np.uint8)
+                    rles = mask_utils.encode(np.asfortranarray(m.transpose(1, 2, 0))) if len(m) else []
+                xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
+                for j, (b, s, c) in enumerate(zip(xywh, scores, labels)):
+                    det = {"image_id": tgt["image_id"], "category_id": int(c), "bbox": [round(v, 2) for v in b],
+                           "score": round(float(s), 5)}
+                    if rles is not None:
+                        det["segmentation"] = {"size": rles[j]["size"], "counts": rles[j]["counts"].decode("ascii")}
+                    out.append(det)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _coco_api(gt: dict) -> COCO:
+    coco = COCO()
+    anns = []
+    for a in gt["annotations"]:
+        a = dict(a)
+        a.setdefault("iscrowd", 0)
+        a.setdefault("area", float(a["bbox"][2] * a["bbox"][3]))
+        anns.append(a)
+    coco.dataset = {**gt, "annotations": anns}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def coco_eval(gt: dict, detections: list[dict], iou_type: str = "bbox", classes: Optional[list[str]] = None) -> dict:
+    """COCOeval summary plus per-class AP/AP50 (from ``eval['precision']``), values in [0, 1].
+
+    A class without ground truth in ``gt`` gets ``None`` (COCO's -1) rather than 0.
+    """
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    if classes:
+        names = {i: n for i, n in enumerate(classes) if i > 0}
+    dets = [d for d in detections if iou_type != "segm" or "segmentation" in d]
+    coco_gt = _coco_api(gt)
+    if not dets or not gt["annotations"]:
+        # COCO.loadRes rejects an empty list; nothing detected means AP 0 for classes with ground truth
+        present = {a["category_id"] for a in gt["annotations"]}
+        per = {names[c]: ({"AP": 0.0, "AP50": 0.0} if c in present else {"AP": None, "AP50": None})
+               for c in sorted(names)}
+        return {**{k: 0.0 for k in SUMMARY_NAMES}, "per_class": per, "num_detections": len(dets)}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt = coco_gt.loadRes(dets)
+        ev = COCOeval(coco_gt, coco_dt, iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = [float(s) for s in ev.stats]
+    result: dict[str, Any] = {k: (v if v >= 0 else None) for k, v in zip(SUMMARY_NAMES, stats)}
+    # precision: [T iou thresholds, R recall points, K categories, A areas, M max-dets]; area "all", 100 dets
+    prec = ev.eval["precision"]
+    per = {}
+    for k, cat_id in enumerate(ev.params.catIds):
+        p_all = prec[:, :, k, 0, -1]
+        p_50 = prec[0, :, k, 0, -1]  # iouThrs[0] == 0.5
+        per[names.get(cat_id, str(cat_id))] = {
+            "AP": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else None,
+            "AP50": float(p_50[p_50 > -1].mean()) if (p_50 > -1).any() else None,
+        }
+    result["per_class"] = per
+    result["num_detections"] = len(dets)
+    return result
+
+
+def evaluate(model_or_checkpoint: Any, coco_json: str | Path | dict, split: str = "val", *,
+             output_dir: Optional[str | Path] = None, device: Any = "cpu", images_dir=None,
+             score_thresh: float = 0.05, progress: bool = True, num_workers: int = 2) -> dict:
+    """Predict over ``split`` and score with COCOeval (bbox, plus segm for Mask R-CNN).
+
+    Writes ``output_dir/eval.json`` atomically when ``output_dir`` is given. Usage::
+
+        result = evaluate("work/train/model_final.pt", "work/coco.json", output_dir="work/train")
+        result["bbox"]["AP50"], result["bbox"]["per_class"]["dress"]["AP"]
+    """
+    from .data import CocoDetectionDataset
+    from .models import load_model
+
+    if isinstance(model_or_checkpoint, (str, Path)):
+        model, classes, _ = load_model(model_or_checkpoint, device)
+    else:
+        model, classes = model_or_checkpoint, None
+    ds = CocoDetectionDataset(coco_json, split, images_dir=images_dir)
+    classes = classes or ds.classes
+    dets = predict_coco(model, ds, split, device, score_thresh, num_workers=num_workers, progress=progress)
+    gt = split_coco(ds.coco, split)
+    result: dict[str, Any] = {"split": split, "num_images": len(ds), "classes": classes}
+    result["bbox"] = coco_eval(gt, dets, "bbox", classes)
+    roi_heads = getattr(model, "roi_heads", None)
+    has_masks = any("segmentation" in d for d in dets) or bool(roi_heads is not None and roi_heads.has_mask())
+    if has_masks and all("segmentation" in a for a in gt["annotations"]):
+        result["segm"] = coco_eval(gt, dets, "segm", classes)
+    if output_dir is not None:
+        write_json(Path(output_dir) / "eval.json", result, indent=1)
+    return result
+
+
+def _pct(v: Optional[float]) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def ap_table(result: dict) -> str:
+    """Per-class AP / AP50 (in %) for bbox and, when present, segm, plus the overall row."""
+    types = [t for t in ("bbox", "segm") if t in result]
+    headers = ("class",) + tuple(f"{t} {m}" for t in types for m in ("AP", "AP50"))
+    rows = [("(all)",) + tuple(_pct(result[t][m]) for t in types for m in ("AP", "AP50"))]
+    for name in result[types[0]]["per_class"]:
+        rows.append((name,) + tuple(_pct(result[t]["per_class"].get(name, {}).get(m)) for t in types
+                                    for m in ("AP", "AP50")))
+    return format_table(rows, headers)

@@ -68,6 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--video", default=None, help="default: a synthetic 320x256 video")
     ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--size", default="320x256", help="synthetic video WIDTHxHEIGHT")
     ap.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet50", "mobilenet_v3"])
     ap.add_argument("--test-size", type=int, default=256)
     ap.add_argument("--detections", type=int, default=10)
@@ -82,7 +83,8 @@ def main() -> None:
     if video is None:
         from yeay_nb.synth.videos import make_videos
 
-        video = make_videos(tmp / "videos", num_videos=1, num_frames=args.frames, size=(320, 256), seed=3)[0]
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+        video = make_videos(tmp / "videos", num_videos=1, num_frames=args.frames, size=size, seed=3)[0]
     torch.manual_seed(0)
     cfg = {"arch": "maskrcnn", "backbone": args.backbone, "norm": "frozen_bn", "num_classes": len(CLASSES),
            "test_min_size": args.test_size, "test_max_size": int(args.test_size * 1.7),

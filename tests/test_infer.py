@@ -151,6 +151,25 @@ def test_merging_person_then_clothing_keeps_both(videos, tmp_path):
     assert validate_file(tmp_path / "synth_001.json")["frame_indices"] == list(range(10))
 
 
+def test_person_model_choice_and_output_table(videos, full_run, tmp_path):
+    from yeay_nb.errors import ParamsError
+    from yeay_nb.infer import Detector, _build_plan, output_table
+
+    det = fake_detector()
+    no_masks = Detector(model=object(), classes=CLASSES, source="boxes-only")
+    plan = _build_plan(det, None, None, ["person"], "cpu", 0.05)
+    assert plan.person is plan.clothing and plan.mask_label_ids == [3]  # default: same model, one pass
+    assert _build_plan(no_masks, None, None, ["person"], "cpu", 0.05).person is None  # Faster R-CNN: no masks
+    assert _build_plan(det, "none", None, ["person"], "cpu", 0.05).person is None
+    with pytest.raises(ParamsError, match="mask_classes"):
+        _build_plan(det, "same", None, ["hat"], "cpu", 0.05)
+    with pytest.raises(ParamsError, match="nothing to do"):
+        _build_plan(None, None, None, ["person"], "cpu", 0.05)
+    rows = output_table(full_run[0], thresh=0.4)
+    assert [r["video_id"] for r in rows] == ["synth_000", "synth_001", "synth_002"]
+    assert all(r["items"] == 40 and r["masks"] == 10 and "person" in r["classes"] for r in rows)
+
+
 def test_bad_videos_go_to_failures_and_the_run_goes_on(videos, tmp_path):
     (tmp_path / "junk.mp4").write_bytes(b"not a video" * 50)
     from test_video import write_empty_video

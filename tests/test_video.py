@@ -89,6 +89,20 @@ def test_shards_are_disjoint_and_cover_the_manifest():
     assert shard(list(reversed(srcs)), 1, 3) == parts[1]  # input order does not matter
 
 
+def test_world_from_env_reads_torchrun_variables(monkeypatch):
+    from yeay_nb.video import world_from_env
+
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert world_from_env() == (0, 1)
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert world_from_env() == (2, 4)
+    monkeypatch.setenv("RANK", "4")
+    with pytest.raises(ParamsError, match="RANK=4"):
+        world_from_env()
+
+
 def test_frames_stride_max_frames_and_decoded_count(tmp_path):
     p = write_video(tmp_path / "v.mp4", n=9)
     assert count_frames(p) == 9

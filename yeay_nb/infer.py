@@ -390,9 +390,9 @@ def _build_plan(clothing_model, person_model, steps, mask_classes, device, score
     if "clothing" in want and clothing_model is not None:
         clothing = load_detector(clothing_model, device, score_floor)
     pm = person_model
-    if isinstance(pm, str) and pm.lower() == "none":
-        pm = None
     person = None
+    if isinstance(pm, str) and pm.lower() == "none":
+        want.discard("person")  # explicitly no person step
     if "person" in want:
         if pm == "same" or (pm is None and "clothing" not in want and clothing_model is not None):
             person = clothing if clothing is not None else load_detector(clothing_model, device, score_floor)

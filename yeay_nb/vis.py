@@ -162,7 +162,8 @@ def timeline_figure(doc: dict, thresh: float = 0.4):
         extent = (frames[0] - 0.5, frames[-1] + 0.5, len(shown) - 0.5, -0.5) if frames else None
         im = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis", extent=extent)
         ax.set_yticks(range(len(shown)), [classes[c] for c in shown], fontsize=8)
-        fig.colorbar(im, ax=[ax], label="items", fraction=0.02, pad=0.01)
+        # one colorbar spanning both axes keeps their x ranges aligned
+        fig.colorbar(im, ax=[ax, ax2], label="items", fraction=0.02, pad=0.01)
     else:
         ax.text(0.5, 0.5, f"no items above {thresh}", ha="center", va="center", transform=ax.transAxes)
         ax.set_yticks([])

@@ -321,8 +321,9 @@ def summary_path(out: str | os.PathLike) -> Path:
     return out.with_name(f"{out.stem}.summary.json")
 
 
-def convert_ccp(root: str | os.PathLike, out: str | os.PathLike, *, taxonomy: str | os.PathLike | Taxonomy | None = None,
-                mapping: str | os.PathLike | None = None, min_component_area: int = 100, holdout_every: int = 5,
+def convert_ccp(root: str | os.PathLike, out: str | os.PathLike, *,
+                taxonomy: str | os.PathLike | Taxonomy | None = None, mapping: str | os.PathLike | None = None,
+                min_component_area: int = 100, holdout_every: int = 5,
                 limit: int | None = None, workers: int | None = None, progress: bool = True) -> dict:
     """Convert a Clothing Co-Parsing folder to a COCO instances json; return the summary.
 

@@ -65,7 +65,8 @@ def run_convert(p: Params, progress: bool = True) -> dict:
 
         return convert_ccp(c.ccp.root, c.coco_json, taxonomy=c.taxonomy, mapping=c.ccp.mapping,
                            min_component_area=c.ccp.min_component_area,
-                           holdout_every=c.ccp.holdout_every, limit=c.limit, progress=progress)
+                           holdout_every=c.ccp.holdout_every, limit=c.limit,
+                           workers=c.ccp.workers, progress=progress)
     from .vg import convert_vg
 
     if c.source == "synth":

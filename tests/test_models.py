@@ -1,0 +1,164 @@
+"""Models and checkpoints: build, save/load round trip, weights, clear errors."""
+from __future__ import annotations
+
+import errno
+import urllib.error
+
+import pytest
+import torch
+
+from yeay_nb.errors import CheckpointError
+from yeay_nb.models import (build_model, coco_person_model, full_config, load_checkpoint, load_model,
+                            load_weights, model_config_from_params, save_checkpoint, unwrap)
+from yeay_nb.params import params_from_dict
+
+CLASSES = ["__background__", "shirt", "hat"]
+SMALL = {"min_size": (96,), "max_size": 128, "test_min_size": 96, "test_max_size": 128,
+         "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 50, "box_batch_size_per_image": 32}
+
+
+def _cfg(**kw):
+    return full_config({"arch": "maskrcnn", "backbone": "mobilenet_v3", "norm": "gn", "num_classes": 3,
+                        **SMALL, **kw})
+
+
+def test_gn_norm_puts_groupnorm_in_fpn_and_heads():
+    model = build_model(_cfg(backbone="resnet18"))
+    fpn_norms = [m for m in model.backbone.fpn.modules() if isinstance(m, torch.nn.GroupNorm)]
+    box_norms = [m for m in model.roi_heads.box_head.modules() if isinstance(m, torch.nn.GroupNorm)]
+    mask_norms = [m for m in model.roi_heads.mask_head.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert fpn_norms and len(box_norms) == 4 and len(mask_norms) == 4
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_frozen_bn_layout_matches_torchvision_v1_names():
+    # COCO weights of torchvision's v1 Faster R-CNN must fit by name and shape
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    ours = build_model(full_config({"arch": "fasterrcnn", "backbone": "resnet50", "num_classes": 91})).state_dict()
+    ref = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict()
+    assert set(ours) == set(ref)
+    assert all(ours[k].shape == ref[k].shape for k in ref)
+
+
+def test_train_and_test_sizes_are_separate():
+    model = build_model(_cfg(min_size=(64, 80), test_min_size=96))
+    img = torch.rand(3, 120, 160)
+    model.eval()
+    batch, _ = model.transform([img])
+    assert min(batch.image_sizes[0]) == 96
+    model.train()
+    sizes = {min(model.transform([img])[0].image_sizes[0]) for _ in range(20)}
+    assert sizes <= {64, 80} and sizes
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(box_score_thresh=0.0)
+    model = build_model(cfg).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model=torch.nn.Sequential(model)[0], classes=CLASSES,
+                           model_config=cfg, iteration=7, params={"train": {"base_lr": 0.1}})
+    loaded, classes, cfg2 = load_model(path)
+    assert classes == CLASSES and cfg2["arch"] == "maskrcnn" and not loaded.training
+    img = torch.rand(3, 96, 128)
+    with torch.no_grad():
+        a, b = model([img])[0], loaded([img])[0]
+    assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["scores"], b["scores"])
+    assert load_checkpoint(path)["iteration"] == 7
+
+
+def test_load_model_overrides_test_time_settings(tmp_path):
+    cfg = _cfg()
+    path = save_checkpoint(tmp_path / "m.pt", model=build_model(cfg), classes=CLASSES, model_config=cfg)
+    model, _, cfg2 = load_model(path, min_size=64, max_size=100, box_score_thresh=0.5, box_detections_per_img=7)
+    assert cfg2["test_min_size"] == 64 and model.transform.test_max_size == 100
+    assert model.roi_heads.score_thresh == 0.5 and model.roi_heads.detections_per_img == 7
+    with pytest.raises(CheckpointError, match="num_classes"):
+        load_model(path, num_classes=5)
+
+
+def test_missing_and_corrupt_checkpoints_name_the_path(tmp_path):
+    with pytest.raises(CheckpointError, match="not found: .*nope.pt"):
+        load_checkpoint(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_model(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(1)}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pt"):
+        load_checkpoint(foreign)
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    cfg = _cfg()
+    model = build_model(cfg)
+    path = save_checkpoint(tmp_path / "m.pt", model=model, classes=CLASSES, model_config=cfg, iteration=1)
+    before = path.read_bytes()
+
+    def full_disk(obj, f, *a, **k):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("yeay_nb.models.torch.save", full_disk)
+    with pytest.raises(CheckpointError, match="No space left"):
+        save_checkpoint(path, model=model, classes=CLASSES, model_config=cfg, iteration=2)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temp file left behind
+    monkeypatch.undo()
+    assert load_checkpoint(path)["iteration"] == 1
+
+
+def test_fine_tune_from_checkpoint_with_other_class_count(tmp_path):
+    cfg = _cfg()
+    src = build_model(cfg)
+    path = save_checkpoint(tmp_path / "m.pt", model=src, classes=CLASSES, model_config=cfg)
+    cfg5 = _cfg(num_classes=5)
+    dst = build_model(cfg5)
+    report = load_weights(dst, str(path), cfg5)
+    assert "roi_heads.box_predictor.cls_score.weight" in report["skipped"]
+    assert report["loaded"] > 100
+    sd_src, sd_dst = src.state_dict(), dst.state_dict()
+    assert torch.equal(sd_src["backbone.fpn.layer_blocks.0.0.weight"], sd_dst["backbone.fpn.layer_blocks.0.0.weight"])
+    assert sd_dst["roi_heads.box_predictor.cls_score.weight"].shape[0] == 5
+
+
+def test_bad_weights_values_raise_checkpoint_error(tmp_path):
+    cfg = _cfg()
+    with pytest.raises(CheckpointError, match="not found"):
+        load_weights(build_model(cfg), str(tmp_path / "missing.pt"), cfg)
+    with pytest.raises(CheckpointError, match="no torchvision COCO weights"):
+        load_weights(build_model(cfg), "coco", cfg)  # GN mobilenet has no published COCO weights
+
+
+def test_offline_coco_weights_say_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", offline)
+    with pytest.raises(CheckpointError) as e:
+        coco_person_model()
+    msg = str(e.value)
+    assert str(tmp_path / "hub" / "checkpoints" / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth") in msg
+    assert "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in msg
+
+
+def test_model_config_from_params_and_bad_config():
+    p = params_from_dict({"train": {"model": "maskrcnn", "backbone": "resnet18", "norm": "gn",
+                                    "train_scales": [600, 700], "test_scale": 650, "rois_per_image": 128}})
+    cfg = model_config_from_params(p.train, 40)
+    assert cfg["min_size"] == (600, 700) and cfg["test_min_size"] == 650 and cfg["box_batch_size_per_image"] == 128
+    assert cfg["num_classes"] == 40 and cfg["trainable_backbone_layers"] == 5
+    with pytest.raises(CheckpointError, match="backbone"):
+        build_model({"arch": "fasterrcnn", "backbone": "vgg", "num_classes": 3})
+    with pytest.raises(CheckpointError, match="unknown keys"):
+        build_model({"num_classes": 3, "min_sise": 3})
+
+
+def test_unwrap_ddp_like_wrappers():
+    inner = torch.nn.Linear(2, 2)
+    wrapper = torch.nn.Module()
+    wrapper.module = inner
+    assert unwrap(wrapper) is inner and unwrap(inner) is inner

@@ -64,7 +64,7 @@ class FrameCache:
         with VideoReader(self.video_path, rotate=rotate) as r:  # fails early on a bad file
             self.src_w, self.src_h = r.info.width, r.info.height
             self.fps = r.info.fps
-            self.frame_count_hint = r.info.frames
+            self.frame_count_hint = getattr(r.info, "frame_count", 0)
         self.scale = _fit_scale(self.src_w, self.src_h, max_side)
         self.width = max(1, round(self.src_w * self.scale))
         self.height = max(1, round(self.src_h * self.scale))

@@ -13,12 +13,15 @@ Usage::
 
 Visual Genome's objects.json is ~540 MB (108,077 images, ~3.8 M objects). ``json.load``
 of it holds ~3.4 GB of Python objects; here the file is streamed instead:
-:func:`iter_record_batches` reads 16 MB byte chunks, finds the end of every top-level
-record with a vectorised bracket/quote scan (numpy; strings and escapes honoured), and
-hands whole records to orjson, so only one chunk's records live at a time. The mapping
-from an object's (names, synsets) to a class is cached per distinct pair: VG repeats a
-few thousand names millions of times. See ``benchmarks/bench_vg_convert.py`` and
-``benchmarks/RESULTS.md`` for the measurements behind these choices.
+:func:`iter_record_batches` cuts it into ~16 MB runs of whole records and hands each to
+orjson, so only one chunk's records live at a time. Where a chunk ends is guessed from the
+bytes that open every record (``{"image_id"``) and proven by the parse itself, with an
+exact vectorised bracket/quote scan (numpy; strings and escapes honoured) as the fallback.
+On big files two processes parse and map alternate chunks (results merged in file order:
+the output does not depend on the number of workers). The cyclic GC is paused (it tripled
+the parse time), and the (names, synsets) -> class mapping is cached per distinct pair:
+VG repeats a few thousand names millions of times. See ``benchmarks/bench_vg_convert.py``
+and ``benchmarks/RESULTS.md`` for the measurements behind these choices.
 
 Accepted variants: v1.2/v1.4 (``image_id``, ``object_id``, ``names``), attributes.json
 (extra ``attributes``, ignored), v1.0 (``id``, ``object_names`` or ``name``).
@@ -31,6 +34,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -598,9 +602,16 @@ def _convert_parallel(file: str, state: _State, res: _Result, workers: int, bar)
     spans = _chunk_spans(file, CHUNK_BYTES)
     if not spans:
         return False
-    # spawn, not fork: safe in a Jupyter kernel with threads, same on every OS
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(file, state)) as pool:
+    # fork: the workers inherit the state without pickling and nothing re-imports the caller's
+    # __main__ (spawn would re-run a user's script that lacks an `if __name__ == "__main__"`
+    # guard). The children only run orjson and _process_records, no locks shared with threads.
+    if "fork" not in mp.get_all_start_methods():
+        return False
+    ctx = mp.get_context("fork")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "fork() with threads" (see above)
+        pool = ctx.Pool(workers, initializer=_worker_init, initargs=(file, state))
+    with pool:
         for out in pool.imap(_worker_chunk, spans):
             if out is None:
                 pool.terminate()
@@ -735,11 +746,11 @@ def _convert_vg(image_data, objects, out, *, images_dir, taxonomy, val_fraction,
     if bar is not None:
         bar.close()
     annotations, per_class, dropped, unmapped = res.annotations, res.per_class, res.dropped, res.unmapped
-    table = state.cache.table
     # tuples -> COCO dicts (workers send tuples: 3x less to pickle)
     annotations = [{"id": n, "image_id": t[0], "bbox": [t[1], t[2], t[3], t[4]], "area": t[3] * t[4],
                     "iscrowd": 0, "category_id": t[5], "vg_object_id": t[6]}
                    for n, t in enumerate(annotations, 1)]
+    res.annotations = []  # free the tuples
     read_s = time.perf_counter() - t_read
     dropped["unmapped"] = sum(unmapped.values())
 
@@ -804,7 +815,7 @@ def _convert_vg(image_data, objects, out, *, images_dir, taxonomy, val_fraction,
         "stopped_early": res.stopped_early,
         "workers": workers if done else 1,
         "unmapped_names": [[k, v] for k, v in by_name.most_common(50)],
-        "distinct_name_synset_pairs": len(table),
+        "distinct_unmapped_keys": len(unmapped),
         "timing": {"read_convert_s": round(read_s, 3), "write_s": round(write_s, 3),
                    "total_s": round(time.perf_counter() - t0, 3)},
     }

@@ -37,7 +37,8 @@ Colour = tuple[int, int, int]
 PERSON_STRIDE = 64
 PART_BODY, PART_HEAD, PART_HAIR, PART_LHAND, PART_RHAND = 1, 2, 3, 4, 5
 PART_ITEM0 = 8  # items get PART_ITEM0 + their index in Person.items
-MIN_VISIBLE_PIXELS = 6  # fewer visible pixels than this: an annotator would not box it
+MIN_VISIBLE_PIXELS = 6
+HEAD_SCALE, HEAD_CENTRE, HEAD_LIFT = 1.25, 0.905, 0.02  # fewer visible pixels than this: an annotator would not box it
 
 SKIN = ((120, 160, 220), (90, 130, 190), (60, 95, 150), (45, 70, 110), (150, 185, 235))
 HAIR = ((20, 20, 20), (30, 50, 80), (40, 90, 150), (60, 60, 60), (80, 140, 200), (10, 10, 40))
@@ -263,10 +264,10 @@ def _draw_person(pt: _Painter, person: Person, index: int) -> dict[int, Item]:
     for (o, it), s, k, a in zip(feet, sides, knees, ankles):
         if it.kind == "boot":
             pt.line(P(*lerp(k, a, 0.45)), P(*a), 0.08 * tk, it.colour, o)
-        pt.ellipse(P(a[0] + s * 0.014, a[1] - 0.016), (0.05 * H * ws, 0.026 * H), it.colour, o)
+        pt.ellipse(P(a[0] + s * 0.016, a[1] - 0.018), (0.062 * H * ws, 0.032 * H), it.colour, o)
         if it.kind == "sneaker":
-            pt.line(P(a[0] + s * 0.014 - 0.045, a[1] - 0.036), P(a[0] + s * 0.014 + 0.045, a[1] - 0.036),
-                    0.014 * H, it.colour2, o)
+            pt.line(P(a[0] + s * 0.016 - 0.055, a[1] - 0.042), P(a[0] + s * 0.016 + 0.055, a[1] - 0.042),
+                    0.016 * H, it.colour2, o)
 
     # 3. torso, arms (skin), the top
     torso = [(-0.14, 0.815), (0.14, 0.815), (0.115, 0.70), (0.105, 0.56), (0.11, 0.49),
@@ -309,8 +310,8 @@ def _draw_person(pt: _Painter, person: Person, index: int) -> dict[int, Item]:
     belt = by_slot.get("belt")
     if belt:
         o, it = belt
-        poly([(-0.108, 0.565), (0.108, 0.565), (0.109, 0.535), (-0.109, 0.535)], it.colour, o)
-        poly([(-0.018, 0.57), (0.018, 0.57), (0.018, 0.53), (-0.018, 0.53)], it.colour2, o)
+        poly([(-0.109, 0.572), (0.109, 0.572), (0.11, 0.532), (-0.11, 0.532)], it.colour, o)
+        poly([(-0.024, 0.578), (0.024, 0.578), (0.024, 0.526), (-0.024, 0.526)], it.colour2, o)
 
     outer = by_slot.get("outer")
     if outer:
@@ -333,38 +334,47 @@ def _draw_person(pt: _Painter, person: Person, index: int) -> dict[int, Item]:
         pt.line(P(it.side * 0.035, 0.81), P(it.side * 0.05, 0.62), 0.045 * tk, it.colour, o)
         pt.pattern(o, it.pattern, it.colour2, int(0.02 * H))
 
-    # 4. head, face, hair, eyewear, headwear
-    pt.ellipse(P(0, 0.905), (0.06 * H * ws, 0.075 * H), person.skin, head_o)
+    # 4. head, face, hair, eyewear, headwear: drawn HEAD_SCALE times larger than life
+    # (cartoon proportions) so glasses and hats are big enough to learn at small image sizes.
+    HH = H * HEAD_SCALE
+
+    def Q(u: float, v: float) -> tuple[float, float]:
+        return P(u * HEAD_SCALE, HEAD_CENTRE + HEAD_LIFT + (v - HEAD_CENTRE) * HEAD_SCALE)
+
+    def qpoly(pts, colour, owner):
+        pt.poly([Q(u, v) for u, v in pts], colour, owner)
+
+    pt.ellipse(Q(0, 0.905), (0.06 * HH * ws, 0.075 * HH), person.skin, head_o)
     dark = (30, 30, 30)
     for s in sides:
-        pt.ellipse(P(s * 0.022, 0.915), (max(1, 0.006 * H), max(1, 0.006 * H)), dark, head_o)
-    pt.line(P(-0.015, 0.868), P(0.015, 0.868), max(1, 0.005 * H), (60, 60, 150), head_o)
+        pt.ellipse(Q(s * 0.022, 0.915), (max(1, 0.006 * HH), max(1, 0.006 * HH)), dark, head_o)
+    pt.line(Q(-0.015, 0.868), Q(0.015, 0.868), max(1, 0.005 * HH), (60, 60, 150), head_o)
     if person.hair_style != "none":
-        pt.ellipse(P(0, 0.925), (0.064 * H * ws, 0.062 * H), person.hair, hair_o, start=180, end=360)
+        pt.ellipse(Q(0, 0.925), (0.064 * HH * ws, 0.062 * HH), person.hair, hair_o, start=180, end=360)
     eyew = by_slot.get("eyewear")
     if eyew:
         o, it = eyew
-        r = (0.021 * H * ws, 0.017 * H)
+        r = (0.021 * HH * ws, 0.017 * HH)
         for s in sides:
             if it.kind == "sunglasses":
-                pt.ellipse(P(s * 0.024, 0.915), r, it.colour, o)
+                pt.ellipse(Q(s * 0.024, 0.915), r, it.colour, o)
             else:
-                pt.ellipse(P(s * 0.024, 0.915), r, it.colour, o, thickness=max(1, int(0.008 * H)))
-        pt.line(P(-0.006, 0.917), P(0.006, 0.917), max(1, 0.006 * H), it.colour, o)
+                pt.ellipse(Q(s * 0.024, 0.915), r, it.colour, o, thickness=max(1, int(0.008 * HH)))
+        pt.line(Q(-0.006, 0.917), Q(0.006, 0.917), max(1, 0.006 * HH), it.colour, o)
     hw = by_slot.get("headwear")
     if hw:
         o, it = hw
         if it.kind == "hat":
-            poly([(-0.065, 0.96), (0.065, 0.96), (0.055, 1.05), (-0.055, 1.05)], it.colour, o)
-            poly([(-0.065, 0.985), (0.065, 0.985), (0.064, 0.965), (-0.064, 0.965)], it.colour2, o)
-            pt.ellipse(P(0, 0.962), (0.115 * H * ws, 0.018 * H), it.colour, o)
+            qpoly([(-0.065, 0.96), (0.065, 0.96), (0.055, 1.05), (-0.055, 1.05)], it.colour, o)
+            qpoly([(-0.065, 0.985), (0.065, 0.985), (0.064, 0.965), (-0.064, 0.965)], it.colour2, o)
+            pt.ellipse(Q(0, 0.962), (0.115 * HH * ws, 0.018 * HH), it.colour, o)
         elif it.kind == "cap":
-            pt.ellipse(P(0, 0.94), (0.066 * H * ws, 0.062 * H), it.colour, o, start=180, end=360)
-            pt.ellipse(P(it.side * 0.07, 0.945), (0.055 * H * ws, 0.014 * H), _shade(it.colour, 0.8), o)
+            pt.ellipse(Q(0, 0.94), (0.066 * HH * ws, 0.062 * HH), it.colour, o, start=180, end=360)
+            pt.ellipse(Q(it.side * 0.07, 0.945), (0.055 * HH * ws, 0.014 * HH), _shade(it.colour, 0.8), o)
         else:  # beanie
-            pt.ellipse(P(0, 0.935), (0.068 * H * ws, 0.075 * H), it.colour, o, start=180, end=360)
-            poly([(-0.07, 0.955), (0.07, 0.955), (0.07, 0.925), (-0.07, 0.925)], it.colour2, o)
-            pt.pattern(o, it.pattern, _shade(it.colour, 0.7), int(0.02 * H))
+            pt.ellipse(Q(0, 0.935), (0.068 * HH * ws, 0.075 * HH), it.colour, o, start=180, end=360)
+            qpoly([(-0.07, 0.955), (0.07, 0.955), (0.07, 0.925), (-0.07, 0.925)], it.colour2, o)
+            pt.pattern(o, it.pattern, _shade(it.colour, 0.7), int(0.02 * HH))
 
     # 5. in front: watch, bag straps and bags
     watch = by_slot.get("watch")
@@ -372,9 +382,9 @@ def _draw_person(pt: _Painter, person: Person, index: int) -> dict[int, Item]:
         o, it = watch
         i = 0 if it.side < 0 else 1
         e, w = elbows[i], wrists[i]
-        pt.line(P(*lerp(e, w, 0.78)), P(*lerp(e, w, 0.9)), 0.06 * tk, it.colour2, o)
-        c = lerp(e, w, 0.84)
-        pt.ellipse(P(*c), (0.02 * H * ws, 0.02 * H), it.colour, o)
+        pt.line(P(*lerp(e, w, 0.74)), P(*lerp(e, w, 0.92)), 0.07 * tk, it.colour2, o)
+        c = lerp(e, w, 0.83)
+        pt.ellipse(P(*c), (0.027 * H * ws, 0.027 * H), it.colour, o)
     if bag:
         o, it = bag
         s = it.side
@@ -383,7 +393,7 @@ def _draw_person(pt: _Painter, person: Person, index: int) -> dict[int, Item]:
                 pt.line(P(ss * 0.085, 0.815), P(ss * 0.095, 0.60), 0.03 * tk, it.colour, o)
         else:
             big = it.kind == "shoulder_bag"
-            bw, bh, bv = (0.075, 0.12, 0.36) if big else (0.055, 0.08, 0.42)
+            bw, bh, bv = (0.08, 0.13, 0.35) if big else (0.065, 0.095, 0.41)
             u0 = s * (0.19 if big else 0.17)
             strap_from = (s * 0.1, 0.80) if big else (-s * 0.09, 0.81)
             pt.line(P(*strap_from), P(u0, bv + bh), max(1.0, 0.012 * H), _shade(it.colour, 0.7), o)
@@ -647,11 +657,11 @@ def random_people(rng: np.random.Generator, width: int, height: int, count: int 
     n = count if count is not None else int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))
     people: list[Person] = []
     for k in range(n):
-        if rng.random() < 0.2:  # a close-up from the waist or knees up, like a selfie video
+        if rng.random() < 0.25:  # a close-up from the waist or knees up, like a selfie video
             size = h * rng.uniform(1.2, 1.8)
-            foot_y = h * rng.uniform(0.0, 0.08) + size * 1.05
+            foot_y = h * rng.uniform(0.0, 0.08) + size * 1.1
         else:
-            size = h * rng.uniform(0.45, 0.92)
+            size = h * rng.uniform(0.5, 0.95)
             foot_y = rng.uniform(size * 1.0, h * 1.04)
         if people and rng.random() < 0.45:  # stand next to (and partly in front of) someone
             prev = people[-1]

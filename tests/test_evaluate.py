@@ -1,0 +1,76 @@
+"""COCO evaluation: AP from pycocotools, per-class table, COCO-format predictions."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers_train import CLASSES, make_toy_coco  # noqa: E402
+
+from yeay_nb.convert.coco import load_coco, split_coco  # noqa: E402
+from yeay_nb.evaluate import ap_table, coco_eval, evaluate, predict_coco  # noqa: E402
+from yeay_nb.models import build_model, full_config, save_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return make_toy_coco(tmp_path_factory.mktemp("toy"), n_images=12, size=(96, 64))
+
+
+def _perfect(gt):
+    return [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9,
+             "segmentation": a["segmentation"]} for a in gt["annotations"]]
+
+
+def test_perfect_detections_score_one_and_wrong_class_scores_zero(toy):
+    gt = split_coco(load_coco(toy), "val")
+    res = coco_eval(gt, _perfect(gt), "bbox", CLASSES)
+    assert res["AP"] == pytest.approx(1.0) and res["AP50"] == pytest.approx(1.0)
+    assert set(res["per_class"]) == {"shirt", "hat"}
+    assert all(v["AP50"] == pytest.approx(1.0) for v in res["per_class"].values() if v["AP50"] is not None)
+    swapped = [{**d, "category_id": 3 - d["category_id"]} for d in _perfect(gt)]
+    assert coco_eval(gt, swapped, "bbox", CLASSES)["AP"] == pytest.approx(0.0)
+    seg = coco_eval(gt, _perfect(gt), "segm", CLASSES)  # polygons and RLE ground truth both work
+    assert seg["AP"] == pytest.approx(1.0)
+
+
+def test_shifted_boxes_lose_ap75_but_keep_ap50(toy):
+    gt = split_coco(load_coco(toy), "val")
+    shifted = []
+    for d in _perfect(gt):
+        x, y, w, h = d["bbox"]
+        shifted.append({**d, "bbox": [x + 0.2 * w, y, w, h]})  # IoU = 0.8 / 1.2 = 0.67
+    res = coco_eval(gt, shifted, "bbox", CLASSES)
+    assert res["AP50"] == pytest.approx(1.0) and res["AP75"] == pytest.approx(0.0)
+
+
+def test_no_detections_give_zero_not_a_crash(toy):
+    gt = split_coco(load_coco(toy), "val")
+    res = coco_eval(gt, [], "bbox", CLASSES)
+    assert res["AP"] == 0.0 and res["num_detections"] == 0
+    assert "shirt" in ap_table({"bbox": res})
+
+
+def test_predict_coco_format_and_eval_json(toy, tmp_path):
+    torch.manual_seed(0)
+    cfg = full_config({"arch": "maskrcnn", "backbone": "mobilenet_v3", "norm": "gn", "num_classes": 3,
+                       "min_size": 64, "max_size": 96, "test_min_size": 64, "test_max_size": 96,
+                       "box_score_thresh": 0.0, "rpn_pre_nms_top_n_test": 50, "rpn_post_nms_top_n_test": 20})
+    model = build_model(cfg)
+    dets = predict_coco(model, toy, "val", score_thresh=0.0, num_workers=0)
+    val_ids = {im["id"] for im in load_coco(toy)["images"] if im["split"] == "val"}
+    assert dets, "an untrained model with score_thresh 0 still returns boxes"
+    d = dets[0]
+    assert d["image_id"] in val_ids and 1 <= d["category_id"] <= 2 and len(d["bbox"]) == 4
+    assert isinstance(d["segmentation"]["counts"], str) and d["segmentation"]["size"] == [64, 96]
+    json.dumps(dets)  # plain JSON types only
+    ckpt = save_checkpoint(tmp_path / "m.pt", model=model, classes=CLASSES, model_config=cfg)
+    res = evaluate(ckpt, toy, "val", output_dir=tmp_path, progress=False, num_workers=0)
+    on_disk = json.loads((tmp_path / "eval.json").read_text())
+    assert on_disk["bbox"]["per_class"].keys() == {"shirt", "hat"} and "segm" in on_disk
+    assert on_disk["num_images"] == len(val_ids) == res["num_images"]
+    assert res["bbox"]["AP50"] < 0.5  # untrained

@@ -213,9 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiny", action="store_true", help="500 images (CI smoke run)")
     ap.add_argument("--data", default=None, help="folder for the generated files (kept; reused if present)")
     ap.add_argument("--json", default=None,
-                    help="write the results here (default: bench_vg_convert.json in --data, else in the cwd)")
+                    help="write the results here (default: work/bench/bench_vg_convert_<images>.json)")
     ap.add_argument("--compare-parsers", action="store_true", help="also time parse-only readers")
     ap.add_argument("--no-1proc", action="store_true", help="skip the workers=1 variant")
+    ap.add_argument("--only", default=None, help="comma-separated variants to run (e.g. convert,convert_1proc)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -244,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     variants = ["baseline", "convert"] + ([] if args.no_1proc else ["convert_1proc"])
     if args.compare_parsers:
         variants += ["parse:ijson_yajl2_c", "parse:json_raw_decode", "parse:ours_orjson_chunks"]
+    if args.only:
+        variants = args.only.split(",")
     results = []
     for v in variants:
         load = _load()
@@ -265,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
            "cpus": os.cpu_count(), "python": platform.python_version(), "images": images,
            "objects": gen["objects_count"], "objects_bytes": gen["objects_bytes"],
            "same_annotation_count": same, "results": results}
-    # default: next to the data when it is kept, else in the current folder
-    out_json = Path(args.json) if args.json else (data if tmp is None else Path.cwd()) / "bench_vg_convert.json"
+    # default: under the project's work/ (git-ignored), one file per scale
+    out_json = Path(args.json) if args.json else ROOT / "work" / "bench" / f"bench_vg_convert_{images}.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(doc, indent=1))
     print(f"results: {out_json}")

@@ -12,7 +12,8 @@ drawn with matplotlib and the figure is saved to PNG bytes.
 Both draw the same frames (random order, as a user scrubbing) of a synthetic 540×960
 (portrait phone) video with ``--items`` detections and a person mask per frame. Reported:
 median / p90 per redraw; the fast path twice, first visit (mask decode, JPEG store hit)
-and revisit (all cached); plus the one-time cost of filling the frame cache.
+and revisit (all cached); the whole explorer callback of a slider move (frame, timeline
+cursor PNG, info line; kernel side); plus the one-time cost of filling the frame cache.
 
 Usage::
 
@@ -133,6 +134,19 @@ def main(argv=None) -> dict:
             t = time.perf_counter()
             r.render_jpeg(i, args.thresh)
             again.append((time.perf_counter() - t) * 1e3)
+        # the whole explorer callback: frame + timeline cursor PNG + info line (no front end:
+        # the widget's comm send is a no-op, so this is the kernel-side cost of a slider move)
+        from yeay_nb.widgets import VideoExplorer
+
+        ex = VideoExplorer(output_dir=tmp, max_side=args.max_side, thresh=args.thresh)
+        ex.load_doc(doc, video)
+        ex.cache.preload(stop=n)
+        widget = []
+        for i in order:
+            t = time.perf_counter()
+            ex.frame_slider.value = i
+            widget.append((time.perf_counter() - t) * 1e3)
+            assert ex.last_drawn.frame_index == i
         naive, drawn_naive = [], 0
         for i in order:
             t = time.perf_counter()
@@ -145,7 +159,8 @@ def main(argv=None) -> dict:
         "benchmark": "widget_redraw", "video": str(args.video or "synthetic"), "frame_wh": [w, h],
         "shown_wh": [cache.width, cache.height], "frames": n, "items_per_frame": args.items,
         "boxes_drawn": drawn_fast, "cache_fill_s": round(fill_s, 3), "cache_mb": round(cache.nbytes / 2**20, 2),
-        "fast_first_visit": _stats(first), "fast_revisit": _stats(again), "naive": _stats(naive),
+        "fast_first_visit": _stats(first), "fast_revisit": _stats(again),
+        "explorer_slider_move": _stats(widget), "naive": _stats(naive),
         "speedup_median": round(float(np.median(naive) / np.median(first)), 1),
         "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
     }
@@ -153,6 +168,7 @@ def main(argv=None) -> dict:
           f"{len(order)} random frames of {n}")
     print(f"{'path':<34}{'median ms':>10}{'p90 ms':>10}")
     for name, key in (("fast: first visit (cache, cv2)", "fast_first_visit"), ("fast: revisit", "fast_revisit"),
+                      ("explorer slider move (+timeline)", "explorer_slider_move"),
                       ("naive: seek + matplotlib", "naive")):
         print(f"{name:<34}{res[key]['median_ms']:>10.1f}{res[key]['p90_ms']:>10.1f}")
     print(f"one-time cache fill: {fill_s:.2f} s for {n} frames ({res['cache_mb']} MB); "

@@ -172,7 +172,7 @@ def test_stream_reader_small_chunks_with_tricky_strings(tmp_path):
     assert firsts[0] == 0 and firsts == sorted(set(firsts)) and len(firsts) > 3
 
 
-def test_objects_lacking_box_and_split_determinism(tmp_path):
+def test_split_is_deterministic_by_image_id(tmp_path):
     images = [{"image_id": i, "width": 50, "height": 50, "url": f"u/{i}.jpg"} for i in range(1, 201)]
     objs = [{"image_id": i, "objects": [obj(i, ["shoe"], 1, 1, 5, 5)]} for i in range(1, 201)]
     s1, c1 = run(tmp_path, objs, images, val_fraction=0.3, seed=3)

@@ -74,3 +74,11 @@ def test_predict_coco_format_and_eval_json(toy, tmp_path):
     assert on_disk["bbox"]["per_class"].keys() == {"shirt", "hat"} and "segm" in on_disk
     assert on_disk["num_images"] == len(val_ids) == res["num_images"]
     assert res["bbox"]["AP50"] < 0.5  # untrained
+
+
+def test_box_only_detections_get_no_segm_score(toy):
+    gt = split_coco(load_coco(toy), "val")
+    dets = [{k: v for k, v in d.items() if k != "segmentation"} for d in _perfect(gt)]
+    coco_eval(gt, dets, "bbox", CLASSES)
+    assert all("segmentation" not in d for d in dets)  # COCO.loadRes must not have touched our dicts
+    assert coco_eval(gt, dets, "segm", CLASSES)["num_detections"] == 0

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
@@ -117,9 +116,13 @@ def test_skip_existing_unless_clobber(videos, full_run):
 
 def test_stride_and_max_frames_keep_absolute_indices(videos, tmp_path):
     det = fake_detector()
-    s = run_inference(videos[1][1], tmp_path, det, "same", stride=3, max_frames=8, batch_size=2, progress=False)
+    s = run_inference(videos[1][1], tmp_path, det, "same", stride=3, max_frames=8, batch_size=2, rotate="90",
+                      progress=False)
     doc = validate_file(tmp_path / f"{s.done[0]}.json")
     assert doc["frame_indices"] == [0, 3, 6] and doc["video_fcnt"] == 8
+    # the manual rotation override: stored 96x80 frames come out 80x96, masks too
+    assert doc["video_rotation"] == 90 and doc["video_dim"] == [80, 96]
+    assert mask_utils.decode(doc["coco_rle_masks"][0][0][0]).shape == (96, 80)
     assert sorted({it[0] for it in doc["items"]}) == [0, 3, 6]
     assert len(doc["coco_rle_masks"]) == len(doc["blur_scores"]) == 3
     assert det.model.batch_sizes == [2, 1]  # batched: 3 frames with batch_size 2
@@ -259,6 +262,31 @@ def tiny_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint(path, model=build_model(cfg), classes=CLASSES, model_config=cfg)
     return path
+
+
+def test_selective_mask_forward_matches_torchvision(tiny_checkpoint):
+    """Masks only for kept detections: same boxes, and the kept masks equal torchvision's."""
+    import torch
+
+    from yeay_nb.infer import selective_mask_forward
+    from yeay_nb.models import load_model
+
+    model, classes, _ = load_model(tiny_checkpoint, box_score_thresh=0.0)
+    torch.manual_seed(1)
+    imgs = [torch.rand(3, 80, 96), torch.rand(3, 120, 100)]
+    with torch.inference_mode():
+        ref = model(imgs)
+        kept = 0
+        for ids, floor in (([3], 0.0), ([1, 2], 0.0), ([3], 0.99)):
+            new = selective_mask_forward(model, imgs, ids, floor)
+            for r, n, img in zip(ref, new, imgs):
+                assert torch.equal(r["boxes"], n["boxes"]) and torch.equal(r["scores"], n["scores"])
+                want = (torch.isin(r["labels"], torch.tensor(ids)) & (r["scores"] >= floor)).nonzero().flatten()
+                assert torch.equal(n["mask_index"], want)
+                assert n["masks"].shape == (len(want), 1, *img.shape[-2:])
+                assert torch.allclose(n["masks"], r["masks"][want], atol=1e-6)
+                kept += len(want)
+    assert kept > 0  # the comparison ran on real masks
 
 
 def test_cli_with_a_checkpoint(videos, tiny_checkpoint, tmp_path, capsys):

@@ -152,7 +152,7 @@ def test_model_config_from_params_and_bad_config():
                                     "train_scales": [600, 700], "test_scale": 650, "rois_per_image": 128}})
     cfg = model_config_from_params(p.train, 40)
     assert cfg["min_size"] == (600, 700) and cfg["test_min_size"] == 650 and cfg["box_batch_size_per_image"] == 128
-    assert cfg["num_classes"] == 40 and cfg["trainable_backbone_layers"] == 5
+    assert cfg["num_classes"] == 40 and cfg["trainable_backbone_layers"] == 6
     with pytest.raises(CheckpointError, match="backbone"):
         build_model({"arch": "fasterrcnn", "backbone": "vgg", "num_classes": 3})
     with pytest.raises(CheckpointError, match="unknown keys"):

@@ -42,7 +42,7 @@ def _load(path: Path):
 def test_determinism_same_seed_same_bytes(tmp_path):
     a = make_wardrobe(tmp_path / "a", num_images=5, image_size=(128, 96), seed=11, progress=False)
     b = make_wardrobe(tmp_path / "b", num_images=5, image_size=(128, 96), seed=11, progress=False)
-    c = make_wardrobe(tmp_path / "c", num_images=5, image_size=(128, 96), seed=12, progress=False)
+    make_wardrobe(tmp_path / "c", num_images=5, image_size=(128, 96), seed=12, progress=False)
     for name in ("image_data.json", "objects.json", "person_masks.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     for k in range(1, 6):
@@ -331,3 +331,18 @@ def test_folders_layout_and_rotation(tmp_path):
                        blur_frames=False)[0]
     assert _load(same.with_name("synth_000.truth.json"))["frames"] == rotated["frames"]
     assert np.abs(_decode_pyav(same)[0].astype(int) - shown[0].astype(int)).mean() < 3.0
+
+
+def test_opencv_mp4v_fallback_decodes_with_both(tmp_path, monkeypatch):
+    """Where PyAV has no libx264, videos are written as mp4v through OpenCV."""
+    import yeay_nb.synth.videos as videos_mod
+    from yeay_nb.errors import VideoError
+
+    monkeypatch.setattr(videos_mod, "pick_encoder", lambda: "mp4v")
+    path = make_videos(tmp_path, num_videos=1, num_frames=8, size=(160, 128), fps=8)[0]
+    assert _load(path.with_name(path.stem + ".truth.json"))["encoder"] == "mp4v"
+    a, b = _decode_pyav(path), _decode_cv2(path)
+    assert len(a) == len(b) == 8 and a[0].shape == b[0].shape == (128, 160, 3)
+    with pytest.raises(VideoError, match="rotation"):
+        make_videos(tmp_path / "rot", num_videos=1, num_frames=4, size=(160, 128), rotation=90)
+    assert not list((tmp_path / "rot").glob("*.mp4")) and not list((tmp_path / "rot").glob(".*"))

@@ -87,6 +87,8 @@ def test_shards_are_disjoint_and_cover_the_manifest():
     flat = [s for p in parts for s in p]
     assert sorted(flat, key=lambda s: s.video_id) == srcs and len(set(flat)) == len(srcs)
     assert shard(list(reversed(srcs)), 1, 3) == parts[1]  # input order does not matter
+    # already-resolved sources pass through unchanged (a feed id survives a re-run of one video)
+    assert resolve_sources([srcs[4]]) == [srcs[4]] and resolve_sources(srcs[4]) == [srcs[4]]
 
 
 def test_world_from_env_reads_torchrun_variables(monkeypatch):

@@ -420,3 +420,43 @@ def test_autoload_shows_first_video_with_a_result(result):
     assert ex.doc is not None and ex.last_drawn.frame_index == 0
     ex2 = VideoExplorer(video.parent.parent, output_dir=json_path.parent / "none", autoload=True)
     assert ex2.doc is None and ex2.status.value == ""  # nothing to load yet is not an error
+
+
+def test_redraw_benchmark_tiny_runs_and_agrees(tmp_path):
+    """The benchmark's --tiny mode (CI): both paths draw the same boxes; no timing asserted."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_widget_redraw.py"
+    spec = importlib.util.spec_from_file_location("bench_widget_redraw", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    res = bench.main(["--tiny", "--json", str(tmp_path / "r.json"), "--width", "270", "--height", "480"])
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["frames"] == 16 and saved["boxes_drawn"] == res["boxes_drawn"] > 0
+    for key in ("fast_first_visit", "fast_revisit", "explorer_slider_move", "naive"):
+        assert saved[key]["n"] == 8 and saved[key]["median_ms"] > 0
+
+
+def test_bad_source_opens_with_error_in_status(tmp_path):
+    from yeay_nb.widgets import VideoExplorer
+
+    ex = VideoExplorer(tmp_path / "missing-folder", output_dir=tmp_path)
+    assert ex.video_picker.options == () and "cannot list videos" in ex.status.value
+    assert "missing-folder" in ex.status.value
+
+
+def test_switching_videos_resets_ranges_and_filters(tmp_path, result):
+    from yeay_nb.widgets import VideoExplorer
+
+    video, doc, json_path = result
+    ex = VideoExplorer.from_json(json_path, video_path=video)
+    ex.frame_slider.value = 11
+    other = make_video(tmp_path / "clip2" / "clip2.mp4", 128, 80, 30)
+    doc2 = make_doc(other, 128, 80, 30, stride=2)
+    doc2["items"] = [it for it in doc2["items"] if it[1] != 3]  # no dress in this one
+    ex.load_doc(doc2, other)
+    assert (ex.frame_slider.min, ex.frame_slider.max, ex.frame_slider.step) == (0, 28, 2)
+    assert ex.last_drawn.frame_index == 0 and ex.frame_image.value
+    assert set(ex.class_filter.value) == {1, 2}
+    ex.load_doc(doc, video)  # back to the short one: the max shrinks below the old value
+    assert (ex.frame_slider.max, ex.frame_slider.step) == (11, 1) and ex.frame_slider.value == 0

@@ -120,10 +120,16 @@ class CocoDetectionDataset(Dataset):
 
     def read_image(self, index: int) -> Optional[torch.Tensor]:
         """uint8 (3, h, w) tensor, or None when the file is missing or does not decode."""
-        from torchvision.io import ImageReadMode, decode_image, read_file
-
+        path = str(self.image_path(index))
         try:
-            return decode_image(read_file(str(self.image_path(index))), mode=ImageReadMode.RGB)
+            from torchvision.io import ImageReadMode, decode_image, read_file
+        except ImportError:  # torchvision.io's codecs are deprecated from 0.29 on: OpenCV does the same job
+            import cv2
+
+            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+            return None if bgr is None else torch.from_numpy(bgr[:, :, ::-1].copy()).permute(2, 0, 1).contiguous()
+        try:
+            return decode_image(read_file(path), mode=ImageReadMode.RGB)
         except (RuntimeError, OSError, ValueError):
             return None
 

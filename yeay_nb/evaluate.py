@@ -108,7 +108,8 @@ def coco_eval(gt: dict, detections: list[dict], iou_type: str = "bbox", classes:
     names = {c["id"]: c["name"] for c in gt["categories"]}
     if classes:
         names = {i: n for i, n in enumerate(classes) if i > 0}
-    dets = [d for d in detections if iou_type != "segm" or "segmentation" in d]
+    # copies: COCO.loadRes adds fields (a box polygon as 'segmentation', 'area', 'id') in place
+    dets = [dict(d) for d in detections if iou_type != "segm" or "segmentation" in d]
     coco_gt = _coco_api(gt)
     if not dets or not gt["annotations"]:
         # COCO.loadRes rejects an empty list; nothing detected means AP 0 for classes with ground truth
@@ -160,10 +161,10 @@ def evaluate(model_or_checkpoint: Any, coco_json: str | Path | dict, split: str 
     classes = classes or ds.classes
     dets = predict_coco(model, ds, split, device, score_thresh, num_workers=num_workers, progress=progress)
     gt = split_coco(ds.coco, split)
-    result: dict[str, Any] = {"split": split, "num_images": len(ds), "classes": classes}
-    result["bbox"] = coco_eval(gt, dets, "bbox", classes)
     roi_heads = getattr(model, "roi_heads", None)
     has_masks = any("segmentation" in d for d in dets) or bool(roi_heads is not None and roi_heads.has_mask())
+    result: dict[str, Any] = {"split": split, "num_images": len(ds), "classes": classes}
+    result["bbox"] = coco_eval(gt, dets, "bbox", classes)
     if has_masks and all("segmentation" in a for a in gt["annotations"]):
         result["segm"] = coco_eval(gt, dets, "segm", classes)
     if output_dir is not None:
@@ -184,3 +185,43 @@ def ap_table(result: dict) -> str:
         rows.append((name,) + tuple(_pct(result[t]["per_class"].get(name, {}).get(m)) for t in types
                                     for m in ("AP", "AP50")))
     return format_table(rows, headers)
+
+
+@torch.no_grad()
+def prediction_images(model: torch.nn.Module, coco_json: Any, split: str = "val", n: int = 6, *,
+                      classes: Optional[list[str]] = None, score_thresh: float = 0.5, device: Any = "cpu",
+                      images_dir=None) -> tuple[list[np.ndarray], list[str]]:
+    """The first ``n`` images of a split with predicted boxes (and masks) drawn, plus titles.
+
+    Usage::
+
+        from yeay_nb import vis
+        images, titles = prediction_images(model, "work/coco.json", classes=classes)
+        vis.gallery_figure(images, titles)
+    """
+    from . import vis
+
+    ds = _dataset(coco_json, split, images_dir)
+    classes = classes or ds.classes
+    was_training = model.training
+    model.eval()
+    images, titles = [], []
+    try:
+        for i in range(min(n, len(ds))):
+            item = ds[i]
+            if item is None:
+                continue
+            img = item[0]
+            pred = model([img.to(device).float() / 255])[0]
+            keep = pred["scores"] >= score_thresh
+            rgb = img.permute(1, 2, 0).numpy()
+            if "masks" in pred:
+                rgb = vis.overlay_masks(rgb, list((pred["masks"][keep][:, 0] >= 0.5).cpu().numpy()))
+            labels = pred["labels"][keep].tolist()
+            rgb = vis.draw_boxes(rgb, pred["boxes"][keep].cpu().tolist(), [classes[c] for c in labels],
+                                 scores=pred["scores"][keep].tolist(), class_ids=labels)
+            images.append(rgb)
+            titles.append(f"image {item[1]['image_id']}: {int(keep.sum())} detections")
+    finally:
+        model.train(was_training)
+    return images, titles

@@ -35,7 +35,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -127,8 +127,65 @@ def resolve_device(device: str | None) -> str:
     return str(device)
 
 
-def _forward(det: Detector, batch: list, device: str) -> list[dict]:
-    """One batched forward pass; bf16 autocast on CUDA (the heads' outputs come back fp32)."""
+def _is_torchvision_mask_rcnn(model: Any) -> bool:
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+    return isinstance(model, GeneralizedRCNN) and getattr(model.roi_heads, "has_mask", lambda: False)()
+
+
+def selective_mask_forward(model: Any, images: list, mask_label_ids: Sequence[int], mask_thresh: float) -> list[dict]:
+    """A torchvision Mask R-CNN forward pass that runs the mask branch only where needed.
+
+    torchvision computes a 28×28 mask for every detection (100 per image by default) and
+    pastes each at full frame size; the contract keeps masks only for ``mask_label_ids``
+    detections scoring at least ``mask_thresh``. Here the box branch runs as usual, then
+    the mask head and the pasting run on the kept detections alone. Each output dict has
+    ``boxes``, ``labels``, ``scores`` for all detections plus ``masks`` (K×1×H×W
+    probabilities) and ``mask_index`` (which K detections they belong to). The same
+    internals as ``GeneralizedRCNN.forward`` in eval mode (torchvision 0.26 to 0.29).
+    """
+    from collections import OrderedDict
+
+    import torch
+    from torchvision.models.detection.roi_heads import maskrcnn_inference, paste_masks_in_image
+
+    original_sizes = [tuple(img.shape[-2:]) for img in images]
+    image_list, _ = model.transform(images)
+    features = model.backbone(image_list.tensors)
+    if isinstance(features, torch.Tensor):
+        features = OrderedDict([("0", features)])
+    proposals, _ = model.rpn(image_list, features)
+    rh = model.roi_heads
+    box_features = rh.box_head(rh.box_roi_pool(features, proposals, image_list.image_sizes))
+    class_logits, box_regression = rh.box_predictor(box_features)
+    boxes, scores, labels = rh.postprocess_detections(class_logits, box_regression, proposals,
+                                                      image_list.image_sizes)
+    ids = torch.as_tensor(list(mask_label_ids), device=image_list.tensors.device, dtype=torch.int64)
+    keep = [(torch.isin(lab, ids) & (sc >= mask_thresh)).nonzero().flatten() for lab, sc in zip(labels, scores)]
+    probs: list = [None] * len(images)
+    if sum(len(k) for k in keep):
+        mask_boxes = [b[k] for b, k in zip(boxes, keep)]
+        x = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(features, mask_boxes, image_list.image_sizes)))
+        probs = maskrcnn_inference(x, [lab[k] for lab, k in zip(labels, keep)])
+    out = model.transform.postprocess([{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(boxes, scores, labels)],
+                                      image_list.image_sizes, original_sizes)
+    for r, k, pr, size in zip(out, keep, probs, original_sizes):
+        h, w = size
+        r["mask_index"] = k
+        if pr is None or not len(k):
+            r["masks"] = torch.zeros((0, 1, h, w), device=r["boxes"].device)
+        else:
+            r["masks"] = paste_masks_in_image(pr, r["boxes"][k], (h, w))
+    return out
+
+
+def _forward(det: Detector, batch: list, device: str, mask_label_ids: Sequence[int] | None = None,
+             mask_thresh: float = 0.5) -> list[dict]:
+    """One batched forward pass; bf16 autocast on CUDA (the heads' outputs come back fp32).
+
+    For a torchvision Mask R-CNN, ``mask_label_ids`` (None: no masks wanted) selects
+    :func:`selective_mask_forward`, so masks are computed and pasted only for kept detections.
+    """
     import torch
 
     with torch.inference_mode():
@@ -137,6 +194,8 @@ def _forward(det: Detector, batch: list, device: str) -> list[dict]:
         ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if str(device).startswith("cuda")
                else contextlib.nullcontext())
         with ctx:
+            if _is_torchvision_mask_rcnn(det.model):
+                return selective_mask_forward(det.model, tensors, mask_label_ids or [], mask_thresh)
             return det.model(tensors)
 
 
@@ -163,10 +222,12 @@ def _masks_from(out: dict, mask_label_ids: Sequence[int], mask_thresh: float) ->
 
     Only kept instances are thresholded, copied to the CPU and RLE-encoded."""
     per_rle, per_score, per_bin = [], [], []
-    labels, scores = out["labels"], out["scores"]
+    labels, scores, masks = out["labels"], out["scores"], out["masks"]
+    if "mask_index" in out:  # selective_mask_forward: masks only for these detections
+        labels, scores = labels[out["mask_index"]], scores[out["mask_index"]]
     for label in mask_label_ids:
         keep = ((labels == label) & (scores >= mask_thresh)).nonzero().flatten()
-        bins = (out["masks"][keep, 0] > MASK_PIXEL_THRESH).cpu().numpy() if len(keep) else []
+        bins = (masks[keep, 0] > MASK_PIXEL_THRESH).cpu().numpy() if len(keep) else []
         per_rle.append([_encode_rle(m) for m in bins])
         per_score.append([round(float(s), 6) for s in scores[keep].float().cpu()])
         per_bin.append(list(bins))
@@ -276,18 +337,24 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
 
         def batches() -> Iterator[list]:
             buf: list = []
-            for x in prefetch(frames_with_blur(), maxsize=2 * batch_size):
-                buf.append(x)
-                if len(buf) == batch_size:
+            frames = prefetch(frames_with_blur(), maxsize=2 * batch_size)
+            try:
+                for x in frames:
+                    buf.append(x)
+                    if len(buf) == batch_size:
+                        yield buf
+                        buf = []
+                if buf:
                     yield buf
-                    buf = []
-            if buf:
-                yield buf
+            finally:
+                frames.close()  # stops and joins the decode thread
 
+        batch_iter = batches()
         try:
-            for batch in batches():
+            for batch in batch_iter:
                 rgbs = [b[1] for b in batch]
-                outs = {id(d): _forward(d, rgbs, device) for d in dets}
+                outs = {id(d): _forward(d, rgbs, device, plan.mask_label_ids if d is person else None,
+                                        opts["mask_thresh"]) for d in dets}
                 for k, (i, rgb, lap) in enumerate(batch):
                     frame_indices.append(i)
                     blur_raw.append(lap)
@@ -309,6 +376,7 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
                 writer.close()  # moves the finished mp4 into place
                 writer = None
         finally:
+            batch_iter.close()  # the decode thread must stop before the reader closes
             if writer is not None:
                 writer.abort()
         fcnt = reader.decoded

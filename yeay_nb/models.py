@@ -37,8 +37,8 @@ import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _resnet_fpn_extractor
-from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
 from torchvision.models.detection.rpn import AnchorGenerator, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import misc as misc_nn_ops
@@ -142,9 +142,9 @@ def _backbone(cfg: dict) -> nn.Module:
     layers = int(cfg["trainable_backbone_layers"])
     if cfg["backbone"] in ("resnet50", "resnet18"):
         net = {"resnet50": resnet50, "resnet18": resnet18}[cfg["backbone"]](weights=None, norm_layer=body_norm)
-        return _resnet_fpn_extractor(net, min(layers, 5), norm_layer=fpn_norm)
+        return _resnet_fpn_extractor(net, min(layers, 5), norm_layer=fpn_norm)  # 5 = all stages
     net = mobilenet_v3_large(weights=None, norm_layer=body_norm)
-    return _mobilenet_extractor(net, True, min(layers, 6), norm_layer=fpn_norm)
+    return _mobilenet_extractor(net, True, min(layers, 6), norm_layer=fpn_norm)  # 6 = all stages
 
 
 def build_model(config: dict) -> nn.Module:
@@ -213,7 +213,7 @@ def model_config_from_params(train_params: Any, num_classes: int) -> dict:
         "box_batch_size_per_image": t.rois_per_image,
         "box_detections_per_img": t.detections_per_image,
         # train from scratch: every layer trains; pretrained: Detectron's freeze-at-2
-        "trainable_backbone_layers": 5 if t.weights == "none" else 3,
+        "trainable_backbone_layers": 6 if t.weights == "none" else 3,
     })
 
 

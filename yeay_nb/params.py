@@ -137,6 +137,7 @@ class TrainParams:
     time_budget_s: Optional[float] = None  # stop (and checkpoint) after this many seconds
     skip_test: bool = False
     device: str = "auto"
+    cpu_threads: Optional[int] = None  # torch threads when training on CPU (1 is fastest on a busy machine)
 
 
 @dataclass

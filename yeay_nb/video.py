@@ -145,11 +145,17 @@ def resolve_sources(input: str | os.PathLike | Sequence[str], *, id_in_filename:
     """Expand ``input`` into videos, sorted by (video_id, loc) so shards are deterministic.
 
     Videos that share a parent folder would share the 2018 default id; those fall back to
-    their file stem (and ``-2``, ``-3`` suffixes if even that collides). A missing local
-    file is kept: it becomes a recorded failure, not a crash of the whole run.
+    their file stem (and ``-2``, ``-3`` suffixes if even that collides). A missing file
+    listed in a manifest is kept: it becomes a recorded failure, not a crash of the whole
+    run. :class:`VideoSource` objects (one or a list) pass through unchanged, so a caller
+    can re-run one video of a feed under its feed id.
     """
     rules = parse_url_rewrite(url_rewrite)
     entries: list[tuple[str | None, str]]
+    if isinstance(input, VideoSource):
+        input = [input]
+    if isinstance(input, (list, tuple)) and input and all(isinstance(x, VideoSource) for x in input):
+        return sorted(input, key=lambda s: (s.video_id, s.loc))  # already resolved: ids and locations kept
     if isinstance(input, (list, tuple)):
         entries = [(None, str(x)) for x in input]
     else:
@@ -249,6 +255,11 @@ class VideoInfo:
     header_frames: int  # the container's count; may be wrong (2018 trusted it)
     rotation: int  # clockwise degrees applied to decoded frames
     backend: str  # "pyav" or "opencv"
+
+    @property
+    def frame_count(self) -> int:
+        """The header's frame count (a hint for progress bars; ``video_fcnt`` counts decoded frames)."""
+        return self.header_frames
 
 
 def _rotation_cw(frame, stream) -> int:

@@ -174,11 +174,17 @@ class VideoExplorer:
         self.redraws = 0
         self._busy = False
 
-        self.sources = {}
+        self.sources: dict[str, str] = {}
+        source_error = ""
         if source is not None:
             from .video import resolve_sources
 
-            self.sources = {s.video_id: s.loc for s in resolve_sources(source)}
+            kw = {k: self.infer_kwargs[k] for k in ("id_in_filename", "url_rewrite", "storage_options")
+                  if self.infer_kwargs.get(k)}  # same video ids as run_inference gives
+            try:
+                self.sources = {s.video_id: s.loc for s in resolve_sources(source, **kw)}
+            except YeayError as e:  # shown in the status line: the explorer still opens
+                source_error = f"<span style='color:#b00'>cannot list videos: {e}</span>"
         # pickers ------------------------------------------------------------------
         self.video_picker = W.Dropdown(options=sorted(self.sources), description="video")
         self.clothing_text = W.Text(value=str(clothing_model or ""), description="clothing")
@@ -190,7 +196,7 @@ class VideoExplorer:
         self.load_button = W.Button(description="load", icon="folder-open",
                                     tooltip="load <output dir>/<video_id>.json without re-running")
         self.progress_out = W.Output(layout=W.Layout(max_height="120px", overflow="auto"))
-        self.status = W.HTML(value="")
+        self.status = W.HTML(value=source_error)
         # viewer -------------------------------------------------------------------
         self.frame_slider = W.IntSlider(value=0, min=0, max=0, step=1, description="frame",
                                         continuous_update=True, layout=W.Layout(width="60%"))
@@ -324,6 +330,8 @@ class VideoExplorer:
             raise VideoError(f"the explorer needs a local copy of the video (video_loc is {loc!r}): pass video_path")
         if not Path(loc).is_file():
             raise VideoError(f"video file not found: {loc} (field video_loc of {doc.get('video_id')}.json)")
+        if self.cache is not None:
+            self.cache.close()  # the previous video's decoder; its frames go with the object
         self.doc, self.video_path = doc, loc
         self.cache = FrameCache(loc, max_side=self.max_side, rotate=str(doc.get("video_rotation", 0)),
                                 max_bytes=self.cache_bytes)
@@ -352,7 +360,8 @@ class VideoExplorer:
         self._build_gallery()
         self._refilter()
         self.status.value = (f"{doc.get('video_id')}: {len(doc.get('items', []))} items over {len(fi)} frames "
-                             f"({self.cache.src_w}×{self.cache.src_h}, shown at {self.cache.width}×{self.cache.height})")
+                             f"({self.cache.src_w}×{self.cache.src_h}, "
+                             f"shown at {self.cache.width}×{self.cache.height})")
 
     # drawing ------------------------------------------------------------------------
     @property

@@ -172,7 +172,7 @@ class _Writer:
         else:
             if rotation % 360:
                 raise VideoError("rotation metadata needs PyAV with libx264; this build has neither")
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter.fourcc(*"mp4v"), float(fps),
                                           (width, height))
             if not self.writer.isOpened():
                 raise VideoError(f"OpenCV cannot write mp4v to {self.tmp}")

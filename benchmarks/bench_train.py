@@ -1,0 +1,142 @@
+"""Training throughput: a plain torchvision loop vs ``yeay_nb.train`` on the same data and model.
+
+Usage::
+
+    python benchmarks/bench_train.py --tiny                      # CPU, a toy dataset, ~2 min
+    python benchmarks/bench_train.py --coco-json work/ccp/coco.json --iters 60 --batch 16 \
+        --backbone resnet50 --norm gn --model maskrcnn --scales 320 480 --max-size 720
+
+Both sides train the same model config for the same number of iterations after a warm-up.
+The naive side is the textbook loop: PIL decode + ``to_tensor`` (float32) in the workers, no
+pinned memory, no aspect grouping, fp32. Ours is :func:`yeay_nb.train.train` (uint8 decode with
+libjpeg-turbo, pinned memory, aspect-grouped batches, bf16 autocast on CUDA); its img/s is
+read from ``metrics.jsonl``. Prints one line per side and the ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+class NaiveCoco(torch.utils.data.Dataset):
+    """PIL + to_tensor, the torchvision tutorial way."""
+
+    def __init__(self, coco_json: Path, masks: bool):
+        from yeay_nb.data import CocoDetectionDataset
+
+        self.inner = CocoDetectionDataset(coco_json, "train", masks=masks, drop_empty=True)
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        from torchvision.transforms.functional import to_tensor
+
+        img = to_tensor(Image.open(self.inner.image_path(i)).convert("RGB"))
+        read = self.inner.read_image
+        self.inner.read_image = lambda idx: torch.zeros(3, *img.shape[-2:], dtype=torch.uint8)  # targets only
+        try:
+            _, target = self.inner[i]
+        finally:
+            self.inner.read_image = read
+        return img, target
+
+
+def naive_loop(args, coco_json: Path, cfg: dict, device: torch.device) -> float:
+    from yeay_nb.models import build_model
+
+    ds = NaiveCoco(coco_json, masks=args.model == "maskrcnn")
+    loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=args.workers,
+                                         collate_fn=lambda b: tuple(zip(*b)), drop_last=True)
+    model = build_model(cfg).to(device).train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.001, momentum=0.9)
+    done, t0 = 0, None
+    while done < args.iters + args.warmup:
+        for images, targets in loader:
+            if done == args.warmup:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+            images = [im.to(device) for im in images]
+            targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+            loss = sum(model(images, targets).values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            done += 1
+            if done >= args.iters + args.warmup:
+                break
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return args.iters * args.batch / (time.perf_counter() - t0)
+
+
+def ours(args, coco_json: Path, out: Path) -> float:
+    from yeay_nb.params import params_from_dict
+    from yeay_nb.train import read_metrics, train
+
+    p = params_from_dict({"work_dir": str(out), "train": {
+        "model": args.model, "backbone": args.backbone, "norm": args.norm, "weights": "none", "base_lr": 0.001,
+        "max_iter": args.iters + args.warmup, "steps": [10**6], "warmup_iters": 0, "ims_per_gpu": args.batch,
+        "reference_batch": args.batch, "train_scales": args.scales, "max_size": args.max_size,
+        "test_scale": args.scales[-1], "test_max_size": args.max_size, "num_workers": args.workers,
+        "snapshot_iters": 10**6, "log_every": max(1, args.warmup), "skip_test": True, "coco_json": str(coco_json),
+        "output_dir": str(out / "ours"), "cpu_threads": args.cpu_threads}})
+    train(p, progress=False)
+    rows = [r for r in read_metrics(out / "ours" / "metrics.jsonl") if r["iteration"] > args.warmup]
+    return rows[-1]["img_per_s"]  # the window after the warm-up iterations
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tiny", action="store_true", help="CPU, toy dataset, small model")
+    ap.add_argument("--coco-json", type=Path)
+    ap.add_argument("--model", default="fasterrcnn")
+    ap.add_argument("--backbone", default="mobilenet_v3")
+    ap.add_argument("--norm", default="bn")
+    ap.add_argument("--scales", type=int, nargs="+", default=[128])
+    ap.add_argument("--max-size", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--cpu-threads", type=int, default=1)
+    args = ap.parse_args()
+    from yeay_nb.models import full_config
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(args.cpu_threads)
+        torch.set_flush_denormal(True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        coco_json = args.coco_json
+        if args.tiny or coco_json is None:
+            from helpers_train import make_toy_coco
+            coco_json = make_toy_coco(tmp / "toy", n_images=48, size=(160, 128))
+        cfg = full_config({"arch": args.model, "backbone": args.backbone, "norm": args.norm, "num_classes": 3,
+                           "min_size": tuple(args.scales), "max_size": args.max_size})
+        if not args.tiny and args.coco_json:
+            from yeay_nb.convert.coco import classes_of, load_coco
+            cfg["num_classes"] = len(classes_of(load_coco(coco_json)))
+        ips_naive = naive_loop(args, coco_json, cfg, device)
+        ips_ours = ours(args, coco_json, tmp)
+    print(json.dumps({"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                      "naive_img_per_s": round(ips_naive, 2), "ours_img_per_s": round(ips_ours, 2),
+                      "speedup": round(ips_ours / ips_naive, 2), "config": vars(args) | {"coco_json": str(coco_json)}},
+                     default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -69,3 +69,24 @@ def example_grid(coco: dict, coco_json: str | Path, n: int = 8, seed: int = 0, c
         ax.set_title(f"{im['file_name']} ({im.get('split', '')})", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def dropped_table(summary: dict):
+    """What a converter dropped, one row per reason, from a VG/synth or CCP summary."""
+    import pandas as pd
+
+    if "dropped_objects" in summary:  # Visual Genome / synthetic wardrobe
+        rows = [(f"objects: {k}", v) for k, v in summary["dropped_objects"].items()]
+        rows += [(f"images: {k}", v) for k, v in summary.get("dropped_images", {}).items()]
+        rows += [(f"records: {k}", v) for k, v in summary.get("skipped_records", {}).items()]
+    else:  # Clothing Co-Parsing
+        rows = list(summary.get("dropped", {}).items())
+    return pd.DataFrame(rows, columns=["reason", "count"])
+
+
+def unmapped_table(summary: dict, top: int = 50):
+    """The most frequent source names/labels that map to no class: candidates for the taxonomy YAML."""
+    import pandas as pd
+
+    rows = summary.get("unmapped_names", summary.get("unmapped", []))
+    return pd.DataFrame([tuple(r[:2]) for r in rows], columns=["name", "count"]).head(top)

@@ -31,6 +31,27 @@ def test_gn_norm_puts_groupnorm_in_fpn_and_heads():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
 
 
+def test_light_heads_are_smaller_and_survive_a_checkpoint_round_trip(tmp_path):
+    light = build_model(_cfg(heads="light", norm="bn"))
+    standard = build_model(_cfg(norm="bn"))
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(light.roi_heads) < n(standard.roi_heads) / 2
+    assert light.roi_heads.mask_predictor.mask_fcn_logits.in_channels == 128
+    assert light.roi_heads.box_roi_pool.sampling_ratio == 1
+    light.train()
+    img = torch.rand(3, 96, 128)
+    target = {"boxes": torch.tensor([[10.0, 10, 60, 80]]), "labels": torch.tensor([1]),
+              "masks": torch.zeros(1, 96, 128, dtype=torch.uint8)}
+    losses = light([img], [target])
+    assert {"loss_classifier", "loss_mask"} <= set(losses) and all(torch.isfinite(v) for v in losses.values())
+    path = tmp_path / "light.pt"
+    save_checkpoint(path, model=light, classes=CLASSES, model_config=_cfg(heads="light", norm="bn"))
+    _, _, cfg = load_model(path)
+    assert cfg["heads"] == "light"
+    with pytest.raises(CheckpointError, match="heads"):
+        full_config({"num_classes": 3, "heads": "tiny"})
+
+
 def test_frozen_bn_layout_matches_torchvision_v1_names():
     # COCO weights of torchvision's v1 Faster R-CNN must fit by name and shape
     from torchvision.models.detection import fasterrcnn_resnet50_fpn

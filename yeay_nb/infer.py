@@ -119,11 +119,13 @@ def load_detector(spec: Any, device: Any = "cpu", score_floor: float = 0.05, **o
 
 
 def resolve_device(device: str | None) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``."""
+    """``auto`` -> ``cuda:LOCAL_RANK`` when available (one card per torchrun process), else ``cpu``."""
     import torch
 
     if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
     return str(device)
 
 
@@ -519,6 +521,10 @@ def run_inference(input: Any, output_dir: str | os.PathLike, clothing_model: Any
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
+    if device.startswith("cuda:"):
+        import torch
+
+        torch.cuda.set_device(device)  # so library calls without a device argument use this card too
     sources = resolve_sources(input, id_in_filename=id_in_filename, url_rewrite=url_rewrite,
                               storage_options=storage_options)
     if rank is None or world_size is None:
@@ -663,3 +669,22 @@ def output_table(output_dir: str | os.PathLike, thresh: float = 0.4) -> list[dic
                 if rec.get("video_id") not in done:
                     rows.append({"video_id": rec.get("video_id"), "status": "failed: " + str(rec.get("reason"))[:120]})
     return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m yeay_nb.infer ...``, e.g. ``torchrun --nproc_per_node=4 -m yeay_nb.infer --input feed.json ...``:
+    each process takes its share of the manifest on its own card."""
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m yeay_nb.infer")
+    add_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["infer", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return _cmd_infer(args)
+    except YeayError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

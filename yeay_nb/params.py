@@ -128,6 +128,7 @@ class TrainParams:
     rpn_post_nms_top_n_test: int = 1000
     detections_per_image: int = 100
     norm: Literal["frozen_bn", "bn", "gn"] = "frozen_bn"
+    heads: Literal["standard", "light"] = "standard"  # light: ~3x cheaper ROI heads (CPU demos)
     hflip: bool = True
     clip_grad_norm: Optional[float] = 10.0
     amp: Literal["auto", "bf16", "none"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU

@@ -73,7 +73,7 @@ def train_scaling(args, coco_json: Path, out: Path) -> list[dict]:
     results = []
     for n in args.train_gpus:
         run_dir = out / f"train_{n}"
-        over = {"train.coco_json": str(coco_json), "train.output_dir": str(run_dir),
+        over = {"train.coco_json": str(Path(coco_json).resolve()), "train.output_dir": str(run_dir.resolve()),
                 "train.time_budget_s": args.budget_s, "train.skip_test": True, "train.snapshot_iters": 10**7,
                 "train.log_every": args.log_every, **dict(args.set)}
         p = load_params(args.params, over)
@@ -99,12 +99,12 @@ def train_scaling(args, coco_json: Path, out: Path) -> list[dict]:
     return results
 
 
-def schedule_equivalence(params: Path, counts: list[int]) -> list[dict]:
+def schedule_equivalence(params: Path, counts: list[int], overrides: dict | None = None) -> list[dict]:
     """The schedule each GPU count derives from one file, and whether it is the same training."""
     from yeay_nb.params import load_params
     from yeay_nb.train import derive_schedule
 
-    t = load_params(params).train
+    t = load_params(params, overrides or {}).train
     rows = []
     for n in counts:
         s = derive_schedule(t, n)
@@ -220,7 +220,7 @@ def main() -> None:
         res = {"device": device, "cards": torch.cuda.device_count() if torch.cuda.is_available() else 0,
                "torch": torch.__version__, "params": str(args.params), "budget_s": args.budget_s,
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-        res["schedule"] = schedule_equivalence(args.params, args.schedule_gpus)
+        res["schedule"] = schedule_equivalence(args.params, args.schedule_gpus, dict(args.set))
         res["train"] = train_scaling(args, coco, out)
         ckpt = out / "train_1" / "model_final.pt"
         res["infer"] = infer_scaling(args, ckpt, out) if ckpt.exists() else [{"error": f"no checkpoint {ckpt}"}]

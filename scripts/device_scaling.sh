@@ -17,7 +17,7 @@ python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchv
     --workers 16 --no-progress | tail -3
 echo "converted at $((SECONDS - start)) s"
 timeout 480 python3 benchmarks/bench_scaling.py --coco-json work/ccp400/coco.json --params params/gpu-train-ccp.yaml \
-    --train-gpus $gpus --infer-gpus $gpus --budget-s 40 --startup-s 90 \
+    --set convert.ccp.root ../.device/ccp400s --train-gpus $gpus --infer-gpus $gpus --budget-s 40 --startup-s 90 \
     --videos .device/videos/juggle.mp4 --copies 8 --max-frames 96 --batch-size 8 \
     --out /tmp/scal --json "$out/scaling.json" 2>&1 | tee "$out/scaling.log" | grep -v "^ *$" | tail -40
 for f in /tmp/scal/*.log /tmp/scal/train_*/metrics.jsonl; do
@@ -25,7 +25,7 @@ for f in /tmp/scal/*.log /tmp/scal/train_*/metrics.jsonl; do
 done
 left=$((560 - (SECONDS - start)))
 echo "scaling done at $((SECONDS - start)) s; $left s left"
-if [ "$left" -gt 100 ]; then
+if [ "$left" -gt 100 ] && [ "${BENCH_TRAIN:-1}" = 1 ]; then
     timeout $((left - 10)) python3 benchmarks/bench_train.py --coco-json work/ccp400/coco.json --model maskrcnn \
         --backbone resnet50 --norm gn --batch 16 --scales 400 --max-size 667 --iters 30 --warmup 8 --workers 12 \
         2>&1 | tail -3 | tee "$out/bench_train.json"

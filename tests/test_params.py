@@ -114,3 +114,15 @@ def test_to_dict_round_trips(tmp_path):
     p = load_params(f)
     again = params_from_dict(p.to_dict(), file="again", base=tmp_path)
     assert again.to_dict() == p.to_dict()
+
+
+def test_infer_input_local_paths_resolve_and_urls_pass_through(tmp_path):
+    (tmp_path / "clips").mkdir()
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({"infer": {"input": "clips"}}))
+    assert load_params(f).infer.input == str((tmp_path / "clips").resolve())
+    url = "s3://bucket/videos/manifest.json"
+    assert load_params(f, {"infer.input": url}).infer.input == url
+    with pytest.raises(ParamsError, match="infer.input") as e:
+        load_params(f, {"infer.input": "missing.mp4"})
+    assert str(f) in str(e.value)

@@ -351,8 +351,22 @@ def params_from_dict(data: dict, *, file: str = "<dict>", base: Path | None = No
     p = _build(Params, data, "", ctx)
     p.source_file = file
     _fill_defaults(p)
+    _resolve_local_input(p, ctx["base"], file)
     _check(p, file)
     return p
+
+
+def _resolve_local_input(p: Params, base: Path, file: str) -> None:
+    """``infer.input`` may be a URL or a local path; a relative local path is read, like every
+    other path here, against the params file's folder, and must exist."""
+    src = p.infer.input
+    if not src or "://" in src:
+        return
+    path = Path(src).expanduser()
+    path = path if path.is_absolute() else (base / path).resolve()
+    if not path.exists():
+        raise ParamsError(f"path does not exist: {path}", file=file, key="infer.input")
+    p.infer.input = str(path)
 
 
 def load_params(path: str | Path, overrides: dict | None = None) -> Params:

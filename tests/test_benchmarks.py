@@ -1,0 +1,61 @@
+"""Every benchmark script runs in its small CPU mode, so none of them rots between GPU sessions.
+
+These check that each script finishes and that its own correctness checks hold (same results
+on both sides); the timings they print are not asserted (benchmarks/RESULTS.md has the real runs).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CCP = ROOT.parent / "shared" / "data" / "ccp"
+
+
+def _run(args: list[str], timeout: float = 600) -> str:
+    r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"{args[0]} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout
+
+
+def _last_json(stdout: str) -> dict:
+    return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
+
+
+@pytest.mark.slow
+def test_bench_scaling_tiny_trains_and_shards_over_two_cpu_processes(tmp_path):
+    out = _run(["benchmarks/bench_scaling.py", "--tiny", "--json", str(tmp_path / "s.json")])
+    res = json.loads((tmp_path / "s.json").read_text())
+    assert [r["gpus"] for r in res["train"]] == [1, 2] and all(r["img_per_s"] > 0 for r in res["train"])
+    # the 2-process run derives half the iterations at twice the lr from the same file
+    one, two = res["train"]
+    assert two["max_iter"] * 2 == one["max_iter"] and two["lr"] == pytest.approx(2 * one["lr"])
+    assert all(r["same_as_first"] for r in res["schedule"])
+    # every manifest entry is done exactly once, whether one process or two share it
+    assert [(r["gpus"], r["videos"], r["failed"]) for r in res["infer"]] == [(1, 2, 0), (2, 2, 0)]
+    assert res["infer"][0]["frames"] == res["infer"][1]["frames"] > 0
+    assert "sharded inference" in out
+
+
+def test_bench_train_tiny_reports_both_sides():
+    res = _last_json(_run(["benchmarks/bench_train.py", "--tiny", "--iters", "3", "--warmup", "1"]))
+    assert res["naive_img_per_s"] > 0 and res["ours_img_per_s"] > 0
+    assert res["speedup"] == pytest.approx(res["ours_img_per_s"] / res["naive_img_per_s"], rel=0.02)
+
+
+def test_bench_infer_cpu_small_gives_the_same_items_as_the_naive_loop():
+    res = _last_json(_run(["benchmarks/bench_infer_cpu.py", "--frames", "4", "--backbone", "mobilenet_v3",
+                           "--test-size", "128", "--batch-size", "2", "--threads", "1"]))
+    assert res["frames"] == 4 and res["same_items"] is True
+    assert res["naive_fps"] > 0 and res["pipeline_fps"] > 0
+
+
+@pytest.mark.skipif(not CCP.is_dir(), reason=f"Clothing Co-Parsing data not found at {CCP}")
+def test_bench_convert_ccp_small_matches_the_naive_converter():
+    out = _run(["benchmarks/bench_convert_ccp.py", "--limit", "12", "--workers", "2"])
+    assert out.count("same as naive: True") == 2
+    assert "byte-identical: True" in out

@@ -82,3 +82,29 @@ def test_box_only_detections_get_no_segm_score(toy):
     coco_eval(gt, dets, "bbox", CLASSES)
     assert all("segmentation" not in d for d in dets)  # COCO.loadRes must not have touched our dicts
     assert coco_eval(gt, dets, "segm", CLASSES)["num_detections"] == 0
+
+
+def test_mask_ap_covers_the_classes_that_have_masks(toy, tmp_path, monkeypatch):
+    """The synthetic wardrobe has masks for 'person' only: mask AP is scored for that class
+    instead of being skipped, and the result says which classes it covers."""
+    import yeay_nb.evaluate as ev
+
+    coco = load_coco(toy)
+    for im in coco["images"]:
+        im["split"] = "val"  # both classes in the evaluated split
+    for a in coco["annotations"]:
+        if a["category_id"] == 2:  # "hat": boxes only
+            a.pop("segmentation")
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(json.dumps(coco))
+    gt = split_coco(coco, "val")
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9,
+                "segmentation": a.get("segmentation") or {"size": [64, 96], "counts": "0"}}
+               for a in gt["annotations"]]
+    monkeypatch.setattr(ev, "predict_coco", lambda *a, **k: [dict(d) for d in perfect])
+    model = build_model(full_config({"arch": "maskrcnn", "backbone": "mobilenet_v3", "num_classes": 3}))
+    res = evaluate(model, mixed, "val", progress=False, num_workers=0, images_dir=toy.parent / "images")
+    assert res["segm"]["mask_classes"] == ["shirt"]
+    assert set(res["segm"]["per_class"]) == {"shirt"}
+    assert res["segm"]["AP"] == pytest.approx(1.0)
+    assert res["bbox"]["AP"] == pytest.approx(1.0) and set(res["bbox"]["per_class"]) == {"shirt", "hat"}

@@ -165,8 +165,16 @@ def evaluate(model_or_checkpoint: Any, coco_json: str | Path | dict, split: str 
     has_masks = any("segmentation" in d for d in dets) or bool(roi_heads is not None and roi_heads.has_mask())
     result: dict[str, Any] = {"split": split, "num_images": len(ds), "classes": classes}
     result["bbox"] = coco_eval(gt, dets, "bbox", classes)
-    if has_masks and all("segmentation" in a for a in gt["annotations"]):
+    mask_cats = {a["category_id"] for a in gt["annotations"] if a.get("segmentation")} if has_masks else set()
+    if mask_cats and all(a.get("segmentation") for a in gt["annotations"]):
         result["segm"] = coco_eval(gt, dets, "segm", classes)
+    elif mask_cats:
+        # Only some classes carry masks (the synthetic wardrobe and VG: just "person"): score the
+        # masks of those classes rather than skipping mask AP, and say which they were.
+        gt_m = {**gt, "annotations": [a for a in gt["annotations"] if a["category_id"] in mask_cats and a.get("segmentation")],
+                "categories": [c for c in gt["categories"] if c["id"] in mask_cats]}
+        result["segm"] = coco_eval(gt_m, [d for d in dets if d["category_id"] in mask_cats], "segm", classes)
+        result["segm"]["mask_classes"] = sorted(classes[c] for c in mask_cats)
     if output_dir is not None:
         write_json(Path(output_dir) / "eval.json", result, indent=1)
     return result

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -22,28 +20,13 @@ import pytest
 from yeay_nb import explore, fo_db
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also under --import-mode=importlib
+from helpers_browser import ARTIFACTS, CHROMIUM_FLAGS, chromium_path, port_open  # noqa: E402
 from test_explore import fo_database, make_coco  # noqa: E402,F401  (the session's database fixture)
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 GRID_LOADED = "n => document.querySelectorAll('[data-cy=looker] canvas[canvas-loaded=true]').length >= n"
-
-
-def _chromium() -> str:
-    path = "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else shutil.which("chromium")
-    if not path:
-        pytest.skip("chromium is not installed (run scripts/install-browser.sh)")
-    return path
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +35,7 @@ def app(fo_database, tmp_path_factory):
 
     On teardown the server must be gone (no stray process holding the port).
     """
-    chromium = _chromium()
+    chromium = chromium_path()
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (run scripts/install-browser.sh)")
     path, _ = make_coco(tmp_path_factory.mktemp("app-data"))
     ds, report = explore.import_coco(path, "t-browser", overwrite=True)
@@ -64,9 +47,9 @@ def app(fo_database, tmp_path_factory):
     session.close()
     ds.delete()
     deadline = time.monotonic() + 15
-    while _port_open(port) and time.monotonic() < deadline:
+    while port_open(port) and time.monotonic() < deadline:
         time.sleep(0.3)
-    assert not _port_open(port), "the App server outlived session.close()"
+    assert not port_open(port), "the App server outlived session.close()"
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,33 +28,18 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also under --import-mode=importlib
+from helpers_browser import ARTIFACTS, CHROMIUM_FLAGS, chromium_path, port_open  # noqa: E402
 from test_widgets import make_doc, make_video  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _chromium() -> str:
-    path = "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else shutil.which("chromium")
-    if not path:
-        pytest.skip("chromium is not installed (run scripts/install-browser.sh)")
-    return path
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _kernel_pids(runtime_dir: Path) -> list[int]:
@@ -120,7 +104,7 @@ def _prepare_notebook_04(root: Path, doc: dict) -> None:
 def lab(tmp_path_factory):
     """JupyterLab serving a notebook dir; yields (base_url, token, root, doc). Stopped on teardown."""
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (run scripts/install-browser.sh)")
-    chromium = _chromium()
+    chromium = chromium_path()
     import nbformat
 
     root = tmp_path_factory.mktemp("lab")
@@ -171,9 +155,9 @@ def lab(tmp_path_factory):
                 proc.wait(timeout=10)
         log.close()
         deadline = time.monotonic() + 15
-        while (_port_open(port) or _kernel_pids(runtime)) and time.monotonic() < deadline:
+        while (port_open(port) or _kernel_pids(runtime)) and time.monotonic() < deadline:
             time.sleep(0.3)
-        assert not _port_open(port), "JupyterLab outlived its shutdown"
+        assert not port_open(port), "JupyterLab outlived its shutdown"
         assert not _kernel_pids(runtime), "a kernel outlived JupyterLab"
 
 

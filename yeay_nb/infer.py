@@ -68,6 +68,24 @@ class Detector:
     source: str = "<memory>"
     config: dict = field(default_factory=dict)
     sha256: str | None = None
+    prepared: bool = False  # model already made ready by yeay_nb.fastpath.prepare_model
+    _copies: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def for_inference(self, device: str) -> "Detector":
+        """This detector with its model prepared for the fast path on ``device`` (norms folded,
+        channels_last on CUDA). A model handed in from memory is copied first, so the caller's
+        model (e.g. one still being trained) is never changed."""
+        from . import fastpath
+
+        if self.prepared or not fastpath.is_rcnn(self.model):
+            return self
+        if device not in self._copies:
+            import copy
+
+            model = fastpath.prepare_model(copy.deepcopy(self.model), device)
+            self._copies[device] = Detector(model=model, classes=self.classes, source=self.source,
+                                            config=self.config, sha256=self.sha256, prepared=True)
+        return self._copies[device]
 
     @property
     def has_masks(self) -> bool:
@@ -103,19 +121,24 @@ def load_detector(spec: Any, device: Any = "cpu", score_floor: float = 0.05, **o
     if isinstance(spec, (tuple, list)) and len(spec) >= 2 and not isinstance(spec[0], str):
         return Detector(model=spec[0].to(device).eval(), classes=list(spec[1]),
                         config=dict(spec[2]) if len(spec) > 2 else {})
-    from . import models
+    from . import fastpath, models
 
     if str(spec) == "coco":
         from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 
-        model = models.coco_person_model(device, box_score_thresh=score_floor, **overrides)
+        model = fastpath.prepare_model(models.coco_person_model(device, box_score_thresh=score_floor, **overrides),
+                                       device)
         classes = list(MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
-        return Detector(model=model, classes=classes, source="coco:MaskRCNN_ResNet50_FPN_Weights.COCO_V1")
+        return Detector(model=model, classes=classes, source="coco:MaskRCNN_ResNet50_FPN_Weights.COCO_V1",
+                        prepared=True)
     path = Path(spec)
     if not path.is_file():
         raise CheckpointError(f"model checkpoint not found: {path}")
     model, classes, cfg = models.load_model(path, device=device, box_score_thresh=score_floor, **overrides)
-    return Detector(model=model, classes=classes, source=str(path.resolve()), config=cfg, sha256=_sha256(path))
+    if fastpath.is_rcnn(model):
+        model = fastpath.prepare_model(model, device)
+    return Detector(model=model, classes=classes, source=str(path.resolve()), config=cfg, sha256=_sha256(path),
+                    prepared=fastpath.is_rcnn(model))
 
 
 def resolve_device(device: str | None) -> str:
@@ -129,76 +152,48 @@ def resolve_device(device: str | None) -> str:
     return str(device)
 
 
-def _is_torchvision_mask_rcnn(model: Any) -> bool:
-    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
-
-    return isinstance(model, GeneralizedRCNN) and getattr(model.roi_heads, "has_mask", lambda: False)()
-
-
 def selective_mask_forward(model: Any, images: list, mask_label_ids: Sequence[int], mask_thresh: float) -> list[dict]:
-    """A torchvision Mask R-CNN forward pass that runs the mask branch only where needed.
+    """A torchvision Mask R-CNN forward pass on a list of CHW float images (any sizes) that runs
+    the mask branch only for ``mask_label_ids`` detections scoring at least ``mask_thresh``.
 
-    torchvision computes a 28×28 mask for every detection (100 per image by default) and
-    pastes each at full frame size; the contract keeps masks only for ``mask_label_ids``
-    detections scoring at least ``mask_thresh``. Here the box branch runs as usual, then
-    the mask head and the pasting run on the kept detections alone. Each output dict has
-    ``boxes``, ``labels``, ``scores`` for all detections plus ``masks`` (K×1×H×W
-    probabilities) and ``mask_index`` (which K detections they belong to). The same
-    internals as ``GeneralizedRCNN.forward`` in eval mode (torchvision 0.26 to 0.29).
+    The transform is torchvision's own; the rest is :func:`yeay_nb.fastpath.detect` (outputs:
+    ``boxes``, ``labels``, ``scores`` for all detections, ``masks`` K×1×H×W and ``mask_index``).
     """
-    from collections import OrderedDict
+    from .fastpath import detect
 
-    import torch
-    from torchvision.models.detection.roi_heads import maskrcnn_inference, paste_masks_in_image
-
-    original_sizes = [tuple(img.shape[-2:]) for img in images]
     image_list, _ = model.transform(images)
-    features = model.backbone(image_list.tensors)
-    if isinstance(features, torch.Tensor):
-        features = OrderedDict([("0", features)])
-    proposals, _ = model.rpn(image_list, features)
-    rh = model.roi_heads
-    box_features = rh.box_head(rh.box_roi_pool(features, proposals, image_list.image_sizes))
-    class_logits, box_regression = rh.box_predictor(box_features)
-    boxes, scores, labels = rh.postprocess_detections(class_logits, box_regression, proposals,
-                                                      image_list.image_sizes)
-    ids = torch.as_tensor(list(mask_label_ids), device=image_list.tensors.device, dtype=torch.int64)
-    keep = [(torch.isin(lab, ids) & (sc >= mask_thresh)).nonzero().flatten() for lab, sc in zip(labels, scores)]
-    probs: list = [None] * len(images)
-    if sum(len(k) for k in keep):
-        mask_boxes = [b[k] for b, k in zip(boxes, keep)]
-        x = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(features, mask_boxes, image_list.image_sizes)))
-        probs = maskrcnn_inference(x, [lab[k] for lab, k in zip(labels, keep)])
-    out = model.transform.postprocess([{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(boxes, scores, labels)],
-                                      image_list.image_sizes, original_sizes)
-    for r, k, pr, size in zip(out, keep, probs, original_sizes):
-        h, w = size
-        r["mask_index"] = k
-        if pr is None or not len(k):
-            r["masks"] = torch.zeros((0, 1, h, w), device=r["boxes"].device)
-        else:
-            r["masks"] = paste_masks_in_image(pr, r["boxes"][k], (h, w))
-    return out
+    return detect(model, image_list, [tuple(img.shape[-2:]) for img in images], mask_label_ids, mask_thresh)
 
 
-def _forward(det: Detector, batch: list, device: str, mask_label_ids: Sequence[int] | None = None,
-             mask_thresh: float = 0.5) -> list[dict]:
-    """One batched forward pass; bf16 autocast on CUDA (the heads' outputs come back fp32).
+def _forward_batch(dets: Sequence[Detector], frames: list, original_size: tuple[int, int], device: str,
+                   mask_det: Detector | None, mask_label_ids: Sequence[int], mask_thresh: float) -> dict:
+    """Every detector on one batch of same-size uint8 RGB frames, results on the host:
+    ``{id(det): (per-frame (boxes, scores, labels), per-frame per-class (RLEs, scores) or None)}``.
 
-    For a torchvision Mask R-CNN, ``mask_label_ids`` (None: no masks wanted) selects
-    :func:`selective_mask_forward`, so masks are computed and pasted only for kept detections.
+    R-CNNs take :func:`yeay_nb.fastpath.run_models` (shared upload, bf16, a thread and stream
+    per model on CUDA); any other torchvision-style detector gets a list of float tensors.
     """
     import torch
 
-    with torch.inference_mode():
-        tensors = [torch.from_numpy(rgb).to(device, non_blocking=True).permute(2, 0, 1).float().div_(255.0)
-                   for rgb in batch]
-        ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if str(device).startswith("cuda")
-               else contextlib.nullcontext())
-        with ctx:
-            if _is_torchvision_mask_rcnn(det.model):
-                return selective_mask_forward(det.model, tensors, mask_label_ids or [], mask_thresh)
-            return det.model(tensors)
+    from . import fastpath
+
+    rcnn = [d for d in dets if fastpath.is_rcnn(d.model)]
+    res: dict = {}
+    if rcnn:
+        got = fastpath.run_models([d.model for d in rcnn], frames, original_size, device,
+                                  mask_det.model if mask_det is not None else None, mask_label_ids, mask_thresh,
+                                  MASK_PIXEL_THRESH)
+        res.update({id(d): got[id(d.model)] for d in rcnn})
+    for det in dets:
+        if det in rcnn:
+            continue
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(f).to(device).permute(2, 0, 1).float().div_(255.0) for f in frames]
+            outs = det.model(tensors)
+            res[id(det)] = (fastpath.detections_to_host(outs),
+                            fastpath.masks_to_rles(outs, mask_label_ids, mask_thresh, MASK_PIXEL_THRESH)
+                            if det is mask_det else None)
+    return res
 
 
 def _encode_rle(mask_bool) -> dict:
@@ -208,32 +203,20 @@ def _encode_rle(mask_bool) -> dict:
     return {"counts": rle["counts"].decode("ascii"), "size": [int(rle["size"][0]), int(rle["size"][1])]}
 
 
-def _items_from(out: dict, frame_index: int, score_floor: float) -> list[list]:
-    scores = out["scores"].float().cpu().numpy()
-    labels = out["labels"].cpu().numpy()
-    boxes = out["boxes"].float().cpu().numpy()
+def _decode_rle(rle: dict) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
+
+
+def _items_from(det: tuple, frame_index: int, score_floor: float) -> list[list]:
+    """Contract items ``[frame, class, score, [x1, y1, x2, y2]]`` from host (boxes, scores, labels)."""
+    boxes, scores, labels = det
     rows = []
-    for s, c, b in zip(scores, labels, boxes):
+    for s, c, b in zip(scores.tolist(), labels.tolist(), boxes.tolist()):
         if s >= score_floor and c > 0:
-            rows.append([int(frame_index), int(c), round(float(s), 6), [round(float(v), 3) for v in b]])
+            rows.append([int(frame_index), int(c), round(s, 6), [round(v, 3) for v in b]])
     return rows
-
-
-def _masks_from(out: dict, mask_label_ids: Sequence[int], mask_thresh: float) -> tuple[list, list, list]:
-    """Per mask class: RLEs, scores and binary masks (kept only for drawing) of kept instances.
-
-    Only kept instances are thresholded, copied to the CPU and RLE-encoded."""
-    per_rle, per_score, per_bin = [], [], []
-    labels, scores, masks = out["labels"], out["scores"], out["masks"]
-    if "mask_index" in out:  # selective_mask_forward: masks only for these detections
-        labels, scores = labels[out["mask_index"]], scores[out["mask_index"]]
-    for label in mask_label_ids:
-        keep = ((labels == label) & (scores >= mask_thresh)).nonzero().flatten()
-        bins = (masks[keep, 0] > MASK_PIXEL_THRESH).cpu().numpy() if len(keep) else []
-        per_rle.append([_encode_rle(m) for m in bins])
-        per_score.append([round(float(s), 6) for s in scores[keep].float().cpu()])
-        per_bin.append(list(bins))
-    return per_rle, per_score, per_bin
 
 
 # --------------------------------------------------------------------------- results
@@ -332,10 +315,19 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
             frame_bar.reset(total=total)
             frame_bar.set_description(src.video_id[:30])
 
-        def frames_with_blur() -> Iterator[tuple[int, np.ndarray, float]]:
-            # runs in the decode thread: the Laplacian overlaps the models' forward pass
+        from . import fastpath
+
+        specs = [fastpath.InputSpec.of(d.model) for d in dets if fastpath.is_rcnn(d.model)]
+        # frames far larger than every network input (1080p, 4K) are shrunk on the CPU first
+        presize = max(specs, key=lambda sp: sp.resized(info.height, info.width)) \
+            if len(specs) == len(dets) and specs else None
+        keep_full = writer is not None
+
+        def frames_with_blur() -> Iterator[tuple]:
+            # runs in the decode thread: the Laplacian and the presize overlap the models' forward pass
             for i, rgb in reader.frames(stride=stride, max_frames=max_frames):
-                yield i, rgb, scoring.laplacian_variance(rgb)
+                net = fastpath.cpu_presize(rgb, presize) if presize is not None else rgb
+                yield i, (rgb if keep_full else None), scoring.laplacian_variance(rgb), net
 
         def batches() -> Iterator[list]:
             buf: list = []
@@ -351,27 +343,30 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
             finally:
                 frames.close()  # stops and joins the decode thread
 
+        size = (info.height, info.width)
         batch_iter = batches()
         try:
             for batch in batch_iter:
-                rgbs = [b[1] for b in batch]
-                outs = {id(d): _forward(d, rgbs, device, plan.mask_label_ids if d is person else None,
-                                        opts["mask_thresh"]) for d in dets}
-                for k, (i, rgb, lap) in enumerate(batch):
+                outs = _forward_batch(dets, [b[3] for b in batch], size, device, person, plan.mask_label_ids,
+                                      opts["mask_thresh"])
+                host_dets = outs[id(clothing)][0] if clothing is not None else None
+                host_masks = outs[id(person)][1] if person is not None else None
+                for k, (i, rgb, lap, _) in enumerate(batch):
                     frame_indices.append(i)
                     blur_raw.append(lap)
                     frame_items: list = []
                     bins: list = []
-                    if clothing is not None:
-                        frame_items = _items_from(outs[id(clothing)][k], i, opts["score_floor"])
+                    if host_dets is not None:
+                        frame_items = _items_from(host_dets[k], i, opts["score_floor"])
                         items.extend(frame_items)
-                    if person is not None:
-                        r, s, bins = _masks_from(outs[id(person)][k], plan.mask_label_ids, opts["mask_thresh"])
-                        rles.append(r)
-                        mask_scores.append(s)
+                    if host_masks is not None:
+                        rles.append([r for r, _ in host_masks[k]])
+                        mask_scores.append([sc for _, sc in host_masks[k]])
+                        if writer is not None:
+                            bins = [_decode_rle(r) for rs, _ in host_masks[k] for r in rs]
                     if writer is not None:
                         writer.write(vis.annotate_frame(rgb, frame_items, clothing.classes if clothing else [],
-                                                        opts["thresh"], [m for ms in bins for m in ms]))
+                                                        opts["thresh"], bins))
                 if frame_bar is not None:
                     frame_bar.update(len(batch))
             if writer is not None:
@@ -482,6 +477,12 @@ def _build_plan(clothing_model, person_model, steps, mask_classes, device, score
         raise ParamsError("nothing to do: give a clothing model and/or a person model for the requested steps",
                           key="clothing_model")
     ids = [person.classes.index(c) for c in mask_classes] if person is not None else []
+    if clothing is not None:  # fast-path copies, keeping "same" one model
+        fast = clothing.for_inference(device)
+        person = fast if person is clothing else person
+        clothing = fast
+    if person is not None and person is not clothing:
+        person = person.for_inference(device)
     return _Plan(clothing, person, list(mask_classes), ids)
 
 

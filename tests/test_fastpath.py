@@ -1,0 +1,133 @@
+"""The inference fast path gives torchvision's results: folded norms, batched input, GPU-style RLE."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from yeay_nb import fastpath  # noqa: E402
+from yeay_nb.models import build_model, save_checkpoint  # noqa: E402
+
+CLASSES = ["__background__", "shirt", "jeans", "person"]
+
+
+def _model(norm: str, arch: str = "maskrcnn", **extra):
+    torch.manual_seed(0)
+    cfg = {"arch": arch, "backbone": "resnet18", "norm": norm, "num_classes": len(CLASSES),
+           "test_min_size": 96, "test_max_size": 160, "rpn_post_nms_top_n_test": 50,
+           "box_detections_per_img": 10, "box_score_thresh": 0.0, **extra}
+    return build_model(cfg).eval(), cfg
+
+
+@pytest.mark.parametrize("norm", ["frozen_bn", "bn"])
+def test_folded_norms_give_the_same_features(norm):
+    model, _ = _model(norm)
+    if norm == "bn":  # give the BatchNorms non-trivial statistics, as a trained model has
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.1, 0.1)
+    x = torch.rand(2, 3, 96, 128)
+    with torch.inference_mode():
+        ref = model.backbone(x)
+    import copy
+
+    folded = copy.deepcopy(model)
+    n = fastpath.fold_batchnorms(folded)
+    # resnet18: stem + 2 per block x 8 blocks + 3 downsamples = 20 (bn: FPN norms too)
+    assert n >= 20
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d,)) for m in folded.backbone.body.modules())
+    with torch.inference_mode():
+        got = folded.backbone(x)
+    for k in ref:
+        assert torch.allclose(ref[k], got[k], rtol=1e-4, atol=1e-4), k
+
+
+def test_group_norm_is_left_alone():
+    model, _ = _model("gn")
+    before = sum(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
+    assert fastpath.fold_batchnorms(model) == 0
+    assert sum(isinstance(m, torch.nn.GroupNorm) for m in model.modules()) == before > 0
+
+
+def test_image_batch_equals_torchvision_transform():
+    model, _ = _model("frozen_bn")
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (90, 130, 3), dtype=np.uint8) for _ in range(3)]
+    spec = fastpath.InputSpec.of(model)
+    with torch.inference_mode():
+        ref, _ = model.transform([torch.from_numpy(f).permute(2, 0, 1).float() / 255.0 for f in frames])
+        got = fastpath.to_image_list(frames, (90, 130), spec, "cpu")
+    assert got.image_sizes == ref.image_sizes
+    assert got.tensors.shape == ref.tensors.shape
+    assert torch.allclose(got.tensors, ref.tensors, atol=1e-5)
+
+
+def test_detect_equals_torchvision_forward_for_both_architectures():
+    for arch in ("maskrcnn", "fasterrcnn"):
+        model, _ = _model("frozen_bn", arch=arch)
+        rng = np.random.default_rng(1)
+        frames = [rng.integers(0, 255, (100, 120, 3), dtype=np.uint8) for _ in range(2)]
+        with torch.inference_mode():
+            ref = model([torch.from_numpy(f).permute(2, 0, 1).float() / 255.0 for f in frames])
+            fastpath.prepare_model(model, "cpu")
+            images = fastpath.to_image_list(frames, (100, 120), fastpath.InputSpec.of(model), "cpu")
+            got = fastpath.detect(model, images, [(100, 120)] * 2, [3], 0.0)
+        for r, g in zip(ref, got):
+            assert torch.equal(r["labels"], g["labels"])
+            assert torch.allclose(r["boxes"], g["boxes"], atol=1e-2)
+            assert torch.allclose(r["scores"], g["scores"], atol=1e-4)
+            if arch == "maskrcnn":
+                want = (r["labels"] == 3).nonzero().flatten()
+                assert torch.equal(g["mask_index"], want)
+                assert torch.allclose(g["masks"], r["masks"][want], atol=1e-3)
+
+
+def test_rle_encode_matches_pycocotools():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(2)
+    masks = rng.random((5, 37, 53)) > 0.6
+    masks[0] = False  # empty
+    masks[1] = True  # full: the RLE starts with an empty run of zeros
+    masks[2, :, :20] = True  # starts with ones
+    got = fastpath.rle_encode(torch.from_numpy(masks))
+    for m, g in zip(masks, got):
+        ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        assert g == {"counts": ref["counts"].decode("ascii"), "size": [37, 53]}
+    assert fastpath.rle_encode(torch.zeros((0, 4, 4), dtype=torch.bool)) == []
+
+
+def test_cpu_presize_only_shrinks_much_larger_frames():
+    model, _ = _model("frozen_bn")
+    spec = fastpath.InputSpec.of(model)  # 96/160
+    big = np.zeros((1080, 1920, 3), np.uint8)
+    small = np.zeros((100, 160, 3), np.uint8)
+    assert fastpath.cpu_presize(big, spec).shape[:2] == spec.resized(1080, 1920) == (90, 160)
+    assert fastpath.cpu_presize(small, spec) is small
+
+
+def test_large_frames_run_with_presize_and_report_full_size_results(tmp_path):
+    """A frame 10x the network input is shrunk on the CPU; boxes and masks still come back in
+    the video's own pixels."""
+    from yeay_nb.contract import validate_file
+    from yeay_nb.infer import run_inference
+    from yeay_nb.synth.videos import make_videos
+
+    model, cfg = _model("frozen_bn", test_min_size=64, test_max_size=96)
+    ckpt = save_checkpoint(tmp_path / "m.pt", model=model, classes=CLASSES, model_config=cfg)
+    video = make_videos(tmp_path / "v", num_videos=1, num_frames=3, size=(320, 192), seed=4)[0]
+    s = run_inference(video, tmp_path / "out", str(ckpt), "same", score_floor=0.0, thresh=0.0, mask_thresh=0.0,
+                      batch_size=2, device="cpu", progress=False)
+    assert s.done and not s.failed
+    doc = json.loads(s.outputs[0].read_text())
+    validate_file(s.outputs[0])
+    boxes = np.array([it[3] for it in doc["items"]])
+    assert len(boxes) and boxes[:, 2].max() > 96 and boxes[:, 2].max() <= 320 and boxes[:, 3].max() <= 192
+    sizes = {tuple(m["size"]) for f in doc["coco_rle_masks"] for cls in f for m in cls}
+    assert sizes == {(192, 320)}

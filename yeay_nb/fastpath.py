@@ -1,0 +1,408 @@
+"""The inference fast path for torchvision R-CNNs (the only path ``run_inference`` takes).
+
+What the 2018 loop did per frame, and what this does per batch of frames instead:
+
+- **Folded norms.** A frozen (or eval-mode) BatchNorm after a conv is an affine map; it is
+  folded into the conv's weight and bias once (:func:`fold_batchnorms`), which removes ~50
+  elementwise passes over the feature maps per frame (under bf16 autocast each also cast
+  the activations to fp32 and back).
+- **One upload, one resize.** Frames of a video share a size: they are stacked into pinned
+  memory, copied to the GPU in one non-blocking copy, normalised and resized as one batch
+  (:func:`to_image_list`). Two models with the same input transform (same test scale and
+  mean/std) share that image batch. Frames much larger than the network input (1080p, 4K)
+  are resized on the CPU first (:func:`cpu_presize`), so the GPU never holds full-size
+  float copies of them.
+- **channels_last + bf16** for the convolutions on CUDA (tensor cores want NHWC).
+- **Masks only where needed.** The mask head and the mask pasting run only for detections
+  of the mask classes above the mask threshold (torchvision computes and pastes 100 per
+  frame); the kept masks are thresholded and run-length scanned on the GPU, so only their
+  run boundaries come back (:func:`rle_encode`).
+- **Two models at once.** On CUDA each model runs in its own thread and stream
+  (:func:`run_models`): one's host-synchronising steps (NMS, copies back) overlap the other's
+  convolutions.
+- **One device-to-host copy per batch** for the boxes, scores and labels of every frame
+  (torchvision's per-frame dicts cost three synchronisations per frame when read one by one).
+
+Numerics: the same torchvision internals as ``GeneralizedRCNN.forward`` in eval mode
+(torchvision 0.26 to 0.29), so fp32 results equal torchvision's up to float rounding; bf16
+changes scores in the third digit (``benchmarks/bench_infer_gpu.py`` checks IoU and scores
+against the naive loop).
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+# a frame with this many times the pixels of the network input is resized on the CPU before
+# the upload (4K: 18x, 1080p: 5x at 500/833); below it the GPU resize is cheaper and exact
+PRESIZE_PIXEL_RATIO = 3.0
+
+# Switches for ablations (benchmarks/bench_infer_gpu.py turns each off in turn); leave them on.
+FOLD_NORMS = True        # fold BatchNorms into convs in prepare_model
+CHANNELS_LAST = True     # NHWC convolutions on CUDA
+CONCURRENT_MODELS = True  # a thread and stream per model on CUDA
+
+
+# --------------------------------------------------------------------------- model preparation
+def _bn_affine(bn) -> tuple[Any, Any] | None:
+    """(scale, shift) of an eval-mode BatchNorm-like module, or None if it is not foldable."""
+    import torch
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    if isinstance(bn, FrozenBatchNorm2d):
+        eps = bn.eps
+    elif isinstance(bn, torch.nn.BatchNorm2d) and not bn.training and bn.track_running_stats \
+            and bn.running_mean is not None:
+        eps = bn.eps
+    else:
+        return None
+    weight = bn.weight if bn.weight is not None else torch.ones_like(bn.running_mean)
+    bias = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
+    scale = weight * (bn.running_var + eps).rsqrt()
+    return scale, bias - bn.running_mean * scale
+
+
+def _fold_into(conv, bn) -> bool:
+    import torch
+
+    if not isinstance(conv, torch.nn.Conv2d) or conv.groups != 1 and conv.groups != conv.out_channels:
+        return False
+    affine = _bn_affine(bn)
+    if affine is None or affine[0].numel() != conv.out_channels:
+        return False
+    scale, shift = (t.detach().to(conv.weight.dtype) for t in affine)
+    with torch.no_grad():
+        conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+        bias = conv.bias.detach() * scale + shift if conv.bias is not None else shift
+        conv.bias = torch.nn.Parameter(bias.clone(), requires_grad=False)
+    return True
+
+
+def fold_batchnorms(model) -> int:
+    """Fold every BatchNorm that directly follows a conv into that conv (model in eval mode).
+
+    Covers torchvision's ResNet blocks (``convN``/``bnN`` pairs, the stem, ``downsample``) and
+    ``Sequential(conv, norm, ...)`` layers (FPN and heads built with ``norm_layer``). GroupNorm
+    depends on the input and stays. Returns how many norms were folded (replaced by Identity).
+    """
+    import torch
+
+    folded = 0
+    for module in list(model.modules()):
+        if isinstance(module, torch.nn.Sequential):
+            kids = list(module._modules.items())
+            for (_, conv), (name, bn) in zip(kids, kids[1:]):
+                if _fold_into(conv, bn):
+                    module._modules[name] = torch.nn.Identity()
+                    folded += 1
+        for suffix in ("", "1", "2", "3"):
+            conv, bn = module._modules.get(f"conv{suffix}"), module._modules.get(f"bn{suffix}")
+            if conv is not None and bn is not None and _fold_into(conv, bn):
+                module._modules[f"bn{suffix}"] = torch.nn.Identity()
+                folded += 1
+    return folded
+
+
+def prepare_model(model, device: Any) -> Any:
+    """Eval mode on ``device``, norms folded, channels_last on CUDA. Changes ``model`` in place."""
+    import torch
+
+    model = model.to(device).eval()
+    if FOLD_NORMS:
+        fold_batchnorms(model)
+    if torch.device(device).type == "cuda" and CHANNELS_LAST:
+        model.backbone.to(memory_format=torch.channels_last)
+        rpn_head = getattr(getattr(model, "rpn", None), "head", None)
+        if rpn_head is not None:
+            rpn_head.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def is_rcnn(model: Any) -> bool:
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+    return isinstance(model, GeneralizedRCNN)
+
+
+# --------------------------------------------------------------------------- input
+@dataclass(frozen=True)
+class InputSpec:
+    """What a torchvision R-CNN transform does to an eval image: resize rule, mean/std, padding."""
+
+    min_size: float
+    max_size: float
+    mean: tuple
+    std: tuple
+    size_divisible: int
+
+    @classmethod
+    def of(cls, model: Any) -> "InputSpec":
+        t = model.transform
+        min_size = getattr(t, "test_min_size", None) or t.min_size[-1]
+        max_size = getattr(t, "test_max_size", None) or t.max_size
+        if getattr(t, "fixed_size", None) is not None:
+            raise NotImplementedError("transforms with a fixed_size are not supported by the fast path")
+        return cls(float(min_size), float(max_size), tuple(float(v) for v in t.image_mean),
+                   tuple(float(v) for v in t.image_std), int(t.size_divisible))
+
+    def resized(self, h: int, w: int) -> tuple[int, int]:
+        """The (h, w) torchvision's eval transform resizes an h×w image to (same arithmetic)."""
+        scale = min(self.min_size / min(h, w), self.max_size / max(h, w))
+        return math.floor(h * scale), math.floor(w * scale)
+
+
+def cpu_presize(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """``rgb`` resized on the CPU to the network input size when it is much larger (4K, 1080p);
+    otherwise ``rgb`` itself. Bilinear without antialiasing, as torchvision's GPU resize."""
+    h, w = rgb.shape[:2]
+    rh, rw = spec.resized(h, w)
+    if h * w < PRESIZE_PIXEL_RATIO * rh * rw:
+        return rgb
+    import cv2
+
+    return cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_LINEAR)
+
+
+def to_image_list(frames: Sequence[np.ndarray], original_size: tuple[int, int], spec: InputSpec, device: Any,
+                  channels_last: bool | None = None):
+    """An ``ImageList`` for a batch of same-size HxWx3 uint8 RGB frames (as torchvision's eval
+    transform makes it): one pinned upload, normalise, one batched bilinear resize, zero padding
+    to ``size_divisible``. ``original_size`` is the frames' size before any :func:`cpu_presize`.
+    """
+    import torch
+    import torch.nn.functional as F
+    from torchvision.models.detection.image_list import ImageList
+
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    h, w = frames[0].shape[:2]
+    host = torch.empty((len(frames), h, w, 3), dtype=torch.uint8, pin_memory=cuda)
+    np.stack(frames, out=host.numpy())
+    x = host.to(dev, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(spec.mean, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=dev).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    rh, rw = spec.resized(*original_size)
+    if (h, w) != (rh, rw):
+        x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False)
+    d = spec.size_divisible
+    ph, pw = int(math.ceil(rh / d) * d), int(math.ceil(rw / d) * d)
+    if (ph, pw) != (rh, rw):
+        x = F.pad(x, (0, pw - rw, 0, ph - rh))
+    if channels_last if channels_last is not None else (cuda and CHANNELS_LAST):
+        x = x.contiguous(memory_format=torch.channels_last)
+    else:
+        x = x.contiguous()
+    return ImageList(x, [(rh, rw)] * len(frames))
+
+
+# --------------------------------------------------------------------------- forward
+def detect(model: Any, images, original_sizes: Sequence[tuple[int, int]],
+           mask_label_ids: Sequence[int] = (), mask_thresh: float = 0.5) -> list[dict]:
+    """``GeneralizedRCNN.forward`` (eval) on a prepared ``ImageList``, masks only where wanted.
+
+    Each output dict has ``boxes``, ``labels``, ``scores`` (in original-frame pixels); for a
+    Mask R-CNN also ``masks`` (K×1×H×W probabilities, pasted at the original size) and
+    ``mask_index`` (which K detections they belong to: the ``mask_label_ids`` detections scoring
+    at least ``mask_thresh``). Call it under ``torch.inference_mode()`` (and autocast, if wanted).
+    """
+    import torch
+    from torchvision.models.detection.roi_heads import maskrcnn_inference, paste_masks_in_image
+
+    features = model.backbone(images.tensors)
+    if isinstance(features, torch.Tensor):
+        features = OrderedDict([("0", features)])
+    proposals, _ = model.rpn(images, features)
+    rh = model.roi_heads
+    box_features = rh.box_head(rh.box_roi_pool(features, proposals, images.image_sizes))
+    class_logits, box_regression = rh.box_predictor(box_features)
+    boxes, scores, labels = rh.postprocess_detections(class_logits, box_regression, proposals, images.image_sizes)
+    has_masks = getattr(rh, "has_mask", lambda: False)()
+    keep: list = [None] * len(boxes)
+    probs: list = [None] * len(boxes)
+    if has_masks:
+        ids = torch.as_tensor(list(mask_label_ids), device=images.tensors.device, dtype=torch.int64)
+        keep = [(torch.isin(lab, ids) & (sc >= mask_thresh)).nonzero().flatten() for lab, sc in zip(labels, scores)]
+        if sum(len(k) for k in keep):
+            mask_boxes = [b[k] for b, k in zip(boxes, keep)]
+            x = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(features, mask_boxes, images.image_sizes)))
+            probs = maskrcnn_inference(x.float(), [lab[k] for lab, k in zip(labels, keep)])
+    out = model.transform.postprocess([{"boxes": b, "scores": s, "labels": lab}
+                                       for b, s, lab in zip(boxes, scores, labels)],
+                                      images.image_sizes, list(original_sizes))
+    if has_masks:
+        for r, k, pr, (h, w) in zip(out, keep, probs, original_sizes):
+            r["mask_index"] = k
+            if pr is None or not len(k):
+                r["masks"] = torch.zeros((0, 1, h, w), device=r["boxes"].device)
+            else:
+                r["masks"] = paste_masks_in_image(pr, r["boxes"][k], (h, w))
+    return out
+
+
+def detections_to_host(outs: Sequence[dict]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(boxes float32 N×4, scores float32 N, labels int64 N) per frame, in one device-to-host copy."""
+    import torch
+
+    counts = [len(o["scores"]) for o in outs]
+    packed = torch.cat([torch.cat([o["boxes"].float(), o["scores"].float()[:, None],
+                                   o["labels"].float()[:, None]], 1) for o in outs]).cpu().numpy() \
+        if outs else np.zeros((0, 6), np.float32)
+    res, start = [], 0
+    for n in counts:
+        p = packed[start:start + n]
+        res.append((p[:, :4], p[:, 4], p[:, 5].astype(np.int64)))
+        start += n
+    return res
+
+
+def rle_encode(masks) -> list[dict]:
+    """COCO RLEs (compressed, as ``pycocotools.mask.encode`` makes them) of a K×H×W boolean
+    tensor, the run boundaries found on the tensor's device.
+
+    Only the change positions cross to the host (a few thousand numbers a mask instead of
+    H×W bytes) and pycocotools turns the run lengths into its compressed strings, so the
+    per-pixel scan that ``encode`` does on the CPU never happens.
+    """
+    import torch
+    from pycocotools import mask as mask_utils
+
+    k, h, w = masks.shape
+    if k == 0:
+        return []
+    flat = masks.transpose(1, 2).reshape(k, h * w)  # column-major, as COCO RLE counts run
+    which, pos = (flat[:, 1:] != flat[:, :-1]).nonzero(as_tuple=True)
+    packed = torch.cat([which, pos, flat[:, 0].long()]).cpu().numpy()
+    n = len(which)
+    which, pos, first = packed[:n], packed[n:2 * n], packed[2 * n:]
+    starts = np.searchsorted(which, np.arange(k + 1))
+    uncompressed = []
+    for i in range(k):
+        bounds = np.concatenate(([0], pos[starts[i]:starts[i + 1]] + 1, [h * w]))
+        counts = np.diff(bounds)
+        if first[i]:  # COCO RLE starts with a run of zeros, possibly empty
+            counts = np.concatenate(([0], counts))
+        uncompressed.append({"counts": counts.tolist(), "size": [h, w]})
+    return [{"counts": r["counts"].decode("ascii"), "size": [int(r["size"][0]), int(r["size"][1])]}
+            for r in mask_utils.frPyObjects(uncompressed, h, w)]
+
+
+def masks_to_rles(outs: Sequence[dict], mask_label_ids: Sequence[int], mask_thresh: float,
+                  pixel_thresh: float = 0.5) -> list[list[tuple[list[dict], list[float]]]]:
+    """Per frame, per mask class: (RLEs, scores) of the kept masks (``mask_label_ids``
+    detections scoring at least ``mask_thresh``), all frames of the batch encoded together."""
+    import torch
+
+    picks, scores, where = [], [], []
+    for f, o in enumerate(outs):
+        labels, sc = o["labels"], o["scores"]
+        if "mask_index" in o:
+            labels, sc = labels[o["mask_index"]], sc[o["mask_index"]]
+        for j, label in enumerate(mask_label_ids):
+            k = ((labels == label) & (sc >= mask_thresh)).nonzero().flatten()
+            picks.append(o["masks"][k, 0] > pixel_thresh)
+            scores.append(sc[k].float())
+            where.append((f, j, len(k)))
+    res: list = [[None] * len(mask_label_ids) for _ in outs]
+    if not picks:
+        return res
+    rles = rle_encode(torch.cat(picks)) if sum(n for *_, n in where) else []
+    score_host = torch.cat(scores).cpu().tolist() if rles else []
+    off = 0
+    for f, j, n in where:
+        res[f][j] = (rles[off:off + n], [round(s, 6) for s in score_host[off:off + n]])
+        off += n
+    return res
+
+
+def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size: tuple[int, int], device: Any,
+               mask_det: Any = None, mask_label_ids: Sequence[int] = (), mask_thresh: float = 0.5,
+               pixel_thresh: float = 0.5) -> dict:
+    """Every R-CNN in ``dets`` on one batch of same-size uint8 RGB frames, results on the host:
+    ``{id(model): (detections per frame, masks per frame or None)}`` (see
+    :func:`detections_to_host`, :func:`masks_to_rles`; masks for ``mask_det`` only).
+
+    Models whose input transforms agree share one uploaded image batch. On CUDA, with two or
+    more models, each runs in its own thread on its own stream (bf16 autocast): one model's
+    host-synchronising steps (NMS, the copies back) overlap the other's convolutions.
+    """
+    import threading
+
+    import torch
+
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    sizes = [original_size] * len(frames)
+    image_lists: dict = {}
+    with torch.inference_mode():
+        for m in dets:
+            spec = InputSpec.of(m)
+            if spec not in image_lists:
+                image_lists[spec] = to_image_list(frames, original_size, spec, dev)
+    main_stream = torch.cuda.current_stream(dev) if cuda else None
+
+    def one(m) -> tuple:
+        images = image_lists[InputSpec.of(m)]
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else _null()
+        with torch.inference_mode(), ctx:
+            wants_masks = m is mask_det
+            outs = detect(m, images, sizes, mask_label_ids if wants_masks else (), mask_thresh)
+        with torch.inference_mode():
+            return (detections_to_host(outs),
+                    masks_to_rles(outs, mask_label_ids, mask_thresh, pixel_thresh) if wants_masks else None)
+
+    if not cuda or len(dets) == 1 or not CONCURRENT_MODELS:
+        return {id(m): one(m) for m in dets}
+    results: dict = {}
+    errors: list = []
+
+    def worker(m, stream) -> None:
+        try:
+            torch.cuda.set_device(dev)
+            stream.wait_stream(main_stream)  # the image batch was made on the main stream
+            with torch.cuda.stream(stream):
+                for il in image_lists.values():
+                    il.tensors.record_stream(stream)
+                results[id(m)] = one(m)
+        except BaseException as e:  # re-raised in the caller
+            errors.append(e)
+
+    streams = _streams(dev, len(dets))
+    threads = [threading.Thread(target=worker, args=(m, st), name=f"yeay-model-{i}")
+               for i, (m, st) in enumerate(zip(dets, streams))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    for st in streams:
+        main_stream.wait_stream(st)
+    return results
+
+
+_STREAMS: dict = {}
+
+
+def _streams(dev, n: int) -> list:
+    # one long-lived side stream per model slot and device (creating streams per batch is not free)
+    import torch
+
+    have = _STREAMS.setdefault(str(dev), [])
+    while len(have) < n:
+        have.append(torch.cuda.Stream(dev))
+    return have[:n]
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -46,6 +46,20 @@ from yeay_nb import scoring  # noqa: E402
 
 
 # --------------------------------------------------------------------------- models
+def _first_output(model, module, x):
+    """What ``module`` outputs during one forward pass of ``model`` on image ``x``."""
+    import torch
+
+    seen: list = []
+    hook = module.register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    try:
+        with torch.inference_mode():
+            model([x])
+    finally:
+        hook.remove()
+    return seen[0].clone()
+
+
 def make_checkpoints(tmp: Path, backbone: str, test_min: int, test_max: int, logit_std: float,
                      calib_frame: np.ndarray, person_masks: int = 4) -> tuple[Path, Path]:
     """An untrained person Mask R-CNN (COCO's 91 classes) and clothing Faster R-CNN (the 38-class
@@ -68,12 +82,8 @@ def make_checkpoints(tmp: Path, backbone: str, test_min: int, test_max: int, log
                "test_min_size": test_min, "test_max_size": test_max, "box_detections_per_img": 100}
         model = build_model(cfg).eval()
         cls = model.roi_heads.box_predictor.cls_score
-        seen = []
-        hook = cls.register_forward_hook(lambda m, i, o: seen.append(o.detach()))
-        with torch.inference_mode():
-            model([x])
-        hook.remove()
-        logits = seen[0]
+        mask_logits = model.roi_heads.mask_predictor.mask_fcn_logits if arch == "maskrcnn" else None
+        logits = _first_output(model, cls, x)
         with torch.no_grad():
             factor = logit_std / float(logits[:, 1:].std())
             cls.weight.mul_(factor)
@@ -92,6 +102,11 @@ def make_checkpoints(tmp: Path, backbone: str, test_min: int, test_max: int, log
                     if abs(kept - person_masks) <= 1:
                         break
                     lo, hi = (mid, hi) if kept < person_masks else (lo, mid)
+        if mask_logits is not None:  # confident masks (probabilities away from 0.5), as trained ones are
+            with torch.no_grad():
+                f = logit_std / float(_first_output(model, mask_logits, x).std())
+                mask_logits.weight.mul_(f)
+                mask_logits.bias.mul_(f)
         paths.append(save_checkpoint(tmp / f"{name}.pt", model=model, classes=classes, model_config=cfg))
     return paths[0], paths[1]
 
@@ -262,14 +277,32 @@ def breakdown(video: Path, person_det, clothing_det, frames: int, batch_size: in
         flops = fc.get_total_flops() / batch_size
     except Exception as e:  # the counter does not know every op; the timing stands without it
         print(f"[bench] flop count failed: {e}")
-    if profile_path is not None:
+    if profile_path is not None:  # models one after the other, so each kernel belongs to one stage
         from torch.profiler import ProfilerActivity, profile
 
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-        with profile(activities=acts) as prof:
+        from yeay_nb import fastpath
+
+        fastpath.CONCURRENT_MODELS = False
+        try:
             run_all()
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+            with profile(activities=acts) as prof:
+                t0 = time.perf_counter()
+                run_all()
+                wall = time.perf_counter() - t0
+        finally:
+            fastpath.CONCURRENT_MODELS = True
         key = "cuda_time_total" if cuda else "cpu_time_total"
-        profile_path.write_text(prof.key_averages().table(sort_by=key, row_limit=40))
+        ev = prof.key_averages()
+        stages = [e for e in ev if e.key.startswith("yeay.")]
+        lines = [f"profiled: {n} frames, batch {batch_size}, both models one after the other, {wall:.3f} s wall "
+                 f"(under the profiler)", "", f"{'stage':<22}{'calls':>7}{'CPU total ms':>14}{'GPU total ms':>14}"]
+        for e in sorted(stages, key=lambda e: e.key):
+            gpu = getattr(e, "device_time_total", getattr(e, "cuda_time_total", 0.0))
+            lines.append(f"{e.key:<22}{e.count:>7}{e.cpu_time_total / 1e3:>14.1f}{gpu / 1e3:>14.1f}")
+        profile_path.write_text("\n".join(lines) + "\n\n" + ev.table(sort_by=key, row_limit=45) + "\n\n"
+                                + ev.table(sort_by="cpu_time_total", row_limit=30))
+        print("\n".join(lines), flush=True)
     return {"decode_fps": round(decode_fps, 1), "blur_fps": round(blur_fps, 1), "models_only_fps": round(models_fps, 2),
             "gflops_per_frame": round(flops / 1e9, 1) if flops else None}
 
@@ -334,11 +367,18 @@ def main() -> None:
         if check is None:
             check = compare(nv, r["doc"], nv["frames"])
     result["check"] = check
+    from yeay_nb import fastpath
+
+    fastpath.AUTOCAST_BF16 = False  # the same code in fp32: differences left are bugs, not rounding
+    try:
+        r = ours(video, person, clothing, nv["frames"], best_bs := max(args.batch_sizes), device, tmp / "fp32")
+    finally:
+        fastpath.AUTOCAST_BF16 = True
+    result["check_fp32"] = compare(nv, r["doc"], nv["frames"]) | {"batch_size": best_bs}
+    print(f"[bench] check vs naive, ours in fp32: {result['check_fp32']}", flush=True)
     print(f"[bench] check vs naive: {check}", flush=True)
     best = max(result["ours"], key=lambda r: r["fps"])
     result["ablations"] = []
-    from yeay_nb import fastpath
-
     for flag in ("CONCURRENT_MODELS", "CHANNELS_LAST", "FOLD_NORMS") if args.ablate else ():
         setattr(fastpath, flag, False)
         try:  # models are prepared at load time: reload them with the lever off

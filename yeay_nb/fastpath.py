@@ -345,6 +345,8 @@ def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size:
 
     dev = torch.device(device)
     cuda = dev.type == "cuda"
+    if cuda:
+        torch.cuda.set_device(dev)  # this may be a worker thread: library calls without a device use this card
     sizes = [original_size] * len(frames)
     image_lists: dict = {}
     with torch.inference_mode(), torch.profiler.record_function("yeay.upload"):

@@ -210,13 +210,15 @@ def _decode_rle(rle: dict) -> np.ndarray:
 
 
 def _items_from(det: tuple, frame_index: int, score_floor: float) -> list[list]:
-    """Contract items ``[frame, class, score, [x1, y1, x2, y2]]`` from host (boxes, scores, labels)."""
+    """Contract items ``[frame, class, score, [x1, y1, x2, y2]]`` from host (boxes, scores, labels),
+    scores rounded to 6 and coordinates to 3 decimals (vectorised: 100 items a frame at 250 frames/s)."""
     boxes, scores, labels = det
-    rows = []
-    for s, c, b in zip(scores.tolist(), labels.tolist(), boxes.tolist()):
-        if s >= score_floor and c > 0:
-            rows.append([int(frame_index), int(c), round(s, 6), [round(v, 3) for v in b]])
-    return rows
+    keep = (scores >= score_floor) & (labels > 0)
+    cls = labels[keep].tolist()
+    sc = np.round(scores[keep].astype(np.float64), 6).tolist()
+    bx = np.round(boxes[keep].astype(np.float64), 3).tolist()
+    f = int(frame_index)
+    return [[f, c, s, b] for c, s, b in zip(cls, sc, bx)]
 
 
 _BLUR_POOL: list = []
@@ -228,6 +230,18 @@ def _blur_pool():
     if not _BLUR_POOL:
         _BLUR_POOL.append(ThreadPoolExecutor(max(1, min(4, (os.cpu_count() or 2) - 1)), thread_name_prefix="yeay-blur"))
     return _BLUR_POOL[0]
+
+
+_BATCH_POOL: list = []
+
+
+def _batch_pool():
+    # one long-lived thread that runs the models on a batch while the caller collects the last one
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not _BATCH_POOL:
+        _BATCH_POOL.append(ThreadPoolExecutor(1, thread_name_prefix="yeay-batch"))
+    return _BATCH_POOL[0]
 
 
 # --------------------------------------------------------------------------- results
@@ -356,35 +370,48 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
                 frames.close()  # stops and joins the decode thread
 
         size = (info.height, info.width)
+
+        def collect(batch: list, outs: dict) -> None:
+            host_dets = outs[id(clothing)][0] if clothing is not None else None
+            host_masks = outs[id(person)][1] if person is not None else None
+            for k, (i, rgb, lap, _) in enumerate(batch):
+                frame_indices.append(i)
+                blur_raw.append(lap.result())
+                frame_items: list = []
+                bins: list = []
+                if host_dets is not None:
+                    frame_items = _items_from(host_dets[k], i, opts["score_floor"])
+                    items.extend(frame_items)
+                if host_masks is not None:
+                    rles.append([r for r, _ in host_masks[k]])
+                    mask_scores.append([sc for _, sc in host_masks[k]])
+                    if writer is not None:
+                        bins = [_decode_rle(r) for rs, _ in host_masks[k] for r in rs]
+                if writer is not None:
+                    writer.write(vis.annotate_frame(rgb, frame_items, clothing.classes if clothing else [],
+                                                    opts["thresh"], bins))
+            if frame_bar is not None:
+                frame_bar.update(len(batch))
+
         batch_iter = batches()
+        in_flight = None  # (batch, future): the models work on batch k+1 while batch k is collected here
         try:
             for batch in batch_iter:
-                outs = _forward_batch(dets, [b[3] for b in batch], size, device, person, plan.mask_label_ids,
-                                      opts["mask_thresh"])
-                host_dets = outs[id(clothing)][0] if clothing is not None else None
-                host_masks = outs[id(person)][1] if person is not None else None
-                for k, (i, rgb, lap, _) in enumerate(batch):
-                    frame_indices.append(i)
-                    blur_raw.append(lap.result())
-                    frame_items: list = []
-                    bins: list = []
-                    if host_dets is not None:
-                        frame_items = _items_from(host_dets[k], i, opts["score_floor"])
-                        items.extend(frame_items)
-                    if host_masks is not None:
-                        rles.append([r for r, _ in host_masks[k]])
-                        mask_scores.append([sc for _, sc in host_masks[k]])
-                        if writer is not None:
-                            bins = [_decode_rle(r) for rs, _ in host_masks[k] for r in rs]
-                    if writer is not None:
-                        writer.write(vis.annotate_frame(rgb, frame_items, clothing.classes if clothing else [],
-                                                        opts["thresh"], bins))
-                if frame_bar is not None:
-                    frame_bar.update(len(batch))
+                fut = _batch_pool().submit(_forward_batch, dets, [b[3] for b in batch], size, device, person,
+                                           plan.mask_label_ids, opts["mask_thresh"])
+                if in_flight is not None:
+                    collect(in_flight[0], in_flight[1].result())
+                in_flight = (batch, fut)
+            if in_flight is not None:
+                collect(in_flight[0], in_flight[1].result())
+                in_flight = None
             if writer is not None:
                 writer.close()  # moves the finished mp4 into place
                 writer = None
         finally:
+            if in_flight is not None:  # an error: let the models finish before the reader closes
+                with contextlib.suppress(Exception):
+                    in_flight[1].result()
             batch_iter.close()  # the decode thread must stop before the reader closes
             if writer is not None:
                 writer.abort()

@@ -12,7 +12,8 @@ What the 2018 loop did per frame, and what this does per batch of frames instead
   mean/std) share that image batch. Frames much larger than the network input (1080p, 4K)
   are resized on the CPU first (:func:`cpu_presize`), so the GPU never holds full-size
   float copies of them.
-- **channels_last + bf16** for the convolutions on CUDA (tensor cores want NHWC).
+- **bf16 autocast** on CUDA (channels_last is a switch, off: it measured slower here, since
+  RoIAlign and the heads copy the NHWC feature maps back to NCHW).
 - **Masks only where needed.** The mask head and the mask pasting run only for detections
   of the mask classes above the mask threshold (torchvision computes and pastes 100 per
   frame); the kept masks are thresholded and run-length scanned on the GPU, so only their
@@ -43,7 +44,7 @@ PRESIZE_PIXEL_RATIO = 3.0
 
 # Switches for ablations (benchmarks/bench_infer_gpu.py turns each off in turn); leave them on.
 FOLD_NORMS = True        # fold BatchNorms into convs in prepare_model
-CHANNELS_LAST = True     # NHWC convolutions on CUDA
+CHANNELS_LAST = False    # NHWC convolutions on CUDA: off, measured 17% slower end to end (RESULTS.md)
 CONCURRENT_MODELS = True  # a thread and stream per model on CUDA
 AUTOCAST_BF16 = True     # bf16 autocast on CUDA (off: fp32, for checking results against fp32 code)
 
@@ -232,26 +233,47 @@ def detect(model: Any, images, original_sizes: Sequence[tuple[int, int]],
         boxes, scores, labels = rh.postprocess_detections(class_logits, box_regression, proposals,
                                                           images.image_sizes)
     has_masks = getattr(rh, "has_mask", lambda: False)()
-    keep: list = [None] * len(boxes)
-    probs: list = [None] * len(boxes)
+    counts = [len(x) for x in scores]
     with stage("yeay.masks"):
+        # boxes back to frame pixels: all frames share one size, so one multiply for the batch (the same
+        # float32 ratios torchvision's resize_boxes uses)
+        (h0, w0), (oh, ow) = images.image_sizes[0], original_sizes[0]
+        uniform = all(s == images.image_sizes[0] for s in images.image_sizes) and \
+            all(s == original_sizes[0] for s in original_sizes)
+        if uniform:
+            ratio = (torch.tensor([ow, oh, ow, oh], dtype=torch.float32) /
+                     torch.tensor([w0, h0, w0, h0], dtype=torch.float32)).to(boxes[0].device)
+            all_boxes = torch.cat(boxes) * ratio
+            out = [{"boxes": b, "scores": s, "labels": lab}
+                   for b, s, lab in zip(all_boxes.split(counts), scores, labels)]
+        else:
+            out = model.transform.postprocess([{"boxes": b, "scores": s, "labels": lab}
+                                               for b, s, lab in zip(boxes, scores, labels)],
+                                              images.image_sizes, list(original_sizes))
         if has_masks:
-            ids = torch.as_tensor(list(mask_label_ids), device=images.tensors.device, dtype=torch.int64)
-            keep = [(torch.isin(lab, ids) & (sc >= mask_thresh)).nonzero().flatten() for lab, sc in zip(labels, scores)]
-            if sum(len(k) for k in keep):
-                mask_boxes = [b[k] for b, k in zip(boxes, keep)]
-                x = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(features, mask_boxes, images.image_sizes)))
-                probs = maskrcnn_inference(x.float(), [lab[k] for lab, k in zip(labels, keep)])
-        out = model.transform.postprocess([{"boxes": b, "scores": s, "labels": lab}
-                                           for b, s, lab in zip(boxes, scores, labels)],
-                                          images.image_sizes, list(original_sizes))
-        if has_masks:
-            for r, k, pr, (h, w) in zip(out, keep, probs, original_sizes):
-                r["mask_index"] = k
-                if pr is None or not len(k):
-                    r["masks"] = torch.zeros((0, 1, h, w), device=r["boxes"].device)
-                else:
-                    r["masks"] = paste_masks_in_image(pr, r["boxes"][k], (h, w))
+            # which detections get a mask: one device->host copy for the batch, not one sync per frame
+            keep_np: list = [np.zeros(0, np.int64)] * len(boxes)
+            if len(mask_label_ids) and sum(counts):
+                all_labels, all_scores = torch.cat(labels), torch.cat(scores)
+                ids = torch.as_tensor(list(mask_label_ids), device=all_labels.device, dtype=all_labels.dtype)
+                sel = (torch.isin(all_labels, ids) & (all_scores >= mask_thresh)).cpu().numpy()
+                keep_np = [np.flatnonzero(m) for m in np.split(sel, np.cumsum(counts)[:-1])]
+            n_keep = [len(k) for k in keep_np]
+            pasted: list = [None] * len(boxes)
+            if sum(n_keep):
+                flat = torch.from_numpy(np.concatenate([k + off for k, off in
+                                                        zip(keep_np, np.cumsum([0] + counts[:-1]))]))
+                flat = flat.to(all_boxes.device if uniform else boxes[0].device)
+                mask_boxes = torch.cat(boxes)[flat].split(n_keep)
+                x = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(features, list(mask_boxes), images.image_sizes)))
+                probs = maskrcnn_inference(x.float(), list(torch.cat(labels)[flat].split(n_keep)))
+                for i, (r, k, pr) in enumerate(zip(out, keep_np, probs)):
+                    if len(k):
+                        pasted[i] = paste_masks_in_image(pr, r["boxes"][torch.from_numpy(k).to(pr.device)],
+                                                         original_sizes[i])
+            for r, k, pm, (h, w) in zip(out, keep_np, pasted, original_sizes):
+                r["mask_index"] = torch.from_numpy(k)  # host indices of the detections with a mask
+                r["masks"] = pm if pm is not None else torch.zeros((0, 1, h, w), device=r["boxes"].device)
     return out
 
 
@@ -302,31 +324,36 @@ def rle_encode(masks) -> list[dict]:
             for r in mask_utils.frPyObjects(uncompressed, h, w)]
 
 
-def masks_to_rles(outs: Sequence[dict], mask_label_ids: Sequence[int], mask_thresh: float,
+def masks_to_rles(outs: Sequence[dict], host: Sequence[tuple], mask_label_ids: Sequence[int], mask_thresh: float,
                   pixel_thresh: float = 0.5) -> list[list[tuple[list[dict], list[float]]]]:
     """Per frame, per mask class: (RLEs, scores) of the kept masks (``mask_label_ids``
-    detections scoring at least ``mask_thresh``), all frames of the batch encoded together."""
+    detections scoring at least ``mask_thresh``), all masks of the batch encoded together.
+
+    ``host`` is :func:`detections_to_host` of ``outs``: the selection is made there, on the host,
+    so no frame costs a device synchronisation."""
     import torch
 
-    picks, scores, where = [], [], []
-    for f, o in enumerate(outs):
-        labels, sc = o["labels"], o["scores"]
-        if "mask_index" in o:
-            labels, sc = labels[o["mask_index"]], sc[o["mask_index"]]
-        for j, label in enumerate(mask_label_ids):
-            k = ((labels == label) & (sc >= mask_thresh)).nonzero().flatten()
-            picks.append(o["masks"][k, 0] > pixel_thresh)
-            scores.append(sc[k].float())
-            where.append((f, j, len(k)))
-    res: list = [[None] * len(mask_label_ids) for _ in outs]
-    if not picks:
-        return res
-    rles = rle_encode(torch.cat(picks)) if sum(n for *_, n in where) else []
-    score_host = torch.cat(scores).cpu().tolist() if rles else []
-    off = 0
-    for f, j, n in where:
-        res[f][j] = (rles[off:off + n], [round(s, 6) for s in score_host[off:off + n]])
-        off += n
+    picks, where = [], []
+    for o, (_, scores, labels) in zip(outs, host):
+        if "mask_index" in o:  # masks exist only for these detections (detect), in this order
+            idx = o["mask_index"].numpy()
+            masks = o["masks"]
+        else:  # a model that pasted a mask for every detection
+            idx = np.flatnonzero(np.isin(labels, list(mask_label_ids)) & (scores >= mask_thresh))
+            masks = o["masks"][torch.from_numpy(idx).to(o["masks"].device)] if len(idx) else o["masks"][:0]
+        frame = []
+        for label in mask_label_ids:
+            rows = np.flatnonzero((labels[idx] == label) & (scores[idx] >= mask_thresh))
+            frame.append((len(picks), rows, [round(float(s), 6) for s in scores[idx][rows]]))
+        picks.append(masks)
+        where.append(frame)
+    total = sum(len(p) for p in picks)
+    rles = rle_encode(torch.cat([p[:, 0] for p in picks]) > pixel_thresh) if total else []
+    res, off = [], 0
+    for p, frame in zip(picks, where):
+        res.append([([rles[off + int(j)] for j in rows], sc)
+                    for _, rows, sc in frame])
+        off += len(p)
     return res
 
 
@@ -363,8 +390,9 @@ def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size:
             wants_masks = m is mask_det
             outs = detect(m, images, sizes, mask_label_ids if wants_masks else (), mask_thresh)
         with torch.inference_mode(), torch.profiler.record_function("yeay.to_host"):
-            return (detections_to_host(outs),
-                    masks_to_rles(outs, mask_label_ids, mask_thresh, pixel_thresh) if wants_masks else None)
+            host = detections_to_host(outs)
+            return host, (masks_to_rles(outs, host, mask_label_ids, mask_thresh, pixel_thresh)
+                          if wants_masks else None)
 
     if not cuda or len(dets) == 1 or not CONCURRENT_MODELS:
         return {id(m): one(m) for m in dets}

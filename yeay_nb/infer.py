@@ -190,8 +190,8 @@ def _forward_batch(dets: Sequence[Detector], frames: list, original_size: tuple[
         with torch.inference_mode():
             tensors = [torch.from_numpy(f).to(device).permute(2, 0, 1).float().div_(255.0) for f in frames]
             outs = det.model(tensors)
-            res[id(det)] = (fastpath.detections_to_host(outs),
-                            fastpath.masks_to_rles(outs, mask_label_ids, mask_thresh, MASK_PIXEL_THRESH)
+            host = fastpath.detections_to_host(outs)
+            res[id(det)] = (host, fastpath.masks_to_rles(outs, host, mask_label_ids, mask_thresh, MASK_PIXEL_THRESH)
                             if det is mask_det else None)
     return res
 

@@ -205,6 +205,124 @@ def to_image_list(frames: Sequence[np.ndarray], original_size: tuple[int, int], 
 
 
 # --------------------------------------------------------------------------- forward
+def _nms_per_group(boxes, scores, groups, iou: float):
+    """``torchvision.ops.batched_nms`` by its coordinate-offset strategy at any size (torchvision
+    falls back to a Python loop over the groups above 5,000 boxes: ~90 NMS calls for COCO classes)."""
+    import torch
+    from torchvision.ops import nms
+
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    offsets = groups.to(boxes) * (boxes.max() + 1)
+    return nms(boxes + offsets[:, None], scores, iou)
+
+
+def rpn_proposals(rpn, images, features: dict) -> list:
+    """``RegionProposalNetwork.forward`` (eval) for a batch of same-size images, its per-image
+    filtering done once for the whole batch: clipping, small-box and score tests are one op each
+    for all images, and only the NMS and the top-N cut stay per image (torchvision: ~25 ops per
+    image). Same proposals as torchvision, in the same order."""
+    import torch
+    from torchvision.models.detection.rpn import concat_box_prediction_layers
+    from torchvision.ops import boxes as box_ops
+
+    feats = list(features.values())
+    objectness, deltas = rpn.head(feats)
+    anchors = rpn.anchor_generator(images, feats)
+    b = len(anchors)
+    per_level = [o[0].shape[0] * o[0].shape[1] * o[0].shape[2] for o in objectness]
+    objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+    proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(b, -1, 4)
+    objectness = objectness.detach().reshape(b, -1)
+    levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=proposals.device)
+                        for i, n in enumerate(per_level)]).reshape(1, -1).expand_as(objectness)
+    top = rpn._get_top_n_idx(objectness, per_level)
+    rows = torch.arange(b, device=proposals.device)[:, None]
+    scores = torch.sigmoid(objectness[rows, top])
+    levels, boxes = levels[rows, top], proposals[rows, top]
+    boxes = box_ops.clip_boxes_to_image(boxes, images.image_sizes[0])
+    ws, hs = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    valid = (ws >= rpn.min_size) & (hs >= rpn.min_size) & (scores >= rpn.score_thresh)
+    top_n = rpn.post_nms_top_n()
+    out = []
+    for i in range(b):
+        v = valid[i].nonzero().squeeze(1)
+        bx, sc, lv = boxes[i, v], scores[i, v], levels[i, v]
+        keep = _nms_per_group(bx, sc, lv, rpn.nms_thresh)[:top_n]
+        out.append(bx[keep])
+    return out
+
+
+def box_detections(rh, class_logits, box_regression, proposals: list, image_size: tuple[int, int]) -> tuple:
+    """``RoIHeads.postprocess_detections`` for same-size images: softmax, decoding, clipping and the
+    score and size tests once for the batch; per image only the NMS. Same detections, same order."""
+    import torch
+    import torch.nn.functional as F
+    from torchvision.ops import boxes as box_ops
+
+    counts = [len(p) for p in proposals]
+    num_classes = class_logits.shape[-1]
+    boxes = box_ops.clip_boxes_to_image(rh.box_coder.decode(box_regression, proposals), image_size)[:, 1:]
+    scores = F.softmax(class_logits, -1)[:, 1:]
+    ws, hs = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    cand = (scores > rh.score_thresh) & (ws >= 1e-2) & (hs >= 1e-2)
+    roi, cls = cand.nonzero(as_tuple=True)
+    image_of_roi = torch.repeat_interleave(torch.arange(len(counts), device=roi.device),
+                                           torch.as_tensor(counts, device=roi.device))
+    per_image = torch.bincount(image_of_roi[roi], minlength=len(counts)).tolist()
+    bx, sc, lab = boxes[roi, cls], scores[roi, cls], cls + 1
+    all_boxes, all_scores, all_labels = [], [], []
+    for b_i, s_i, l_i in zip(bx.split(per_image), sc.split(per_image), lab.split(per_image)):
+        keep = _nms_per_group(b_i, s_i, l_i, rh.nms_thresh)[:rh.detections_per_img]
+        all_boxes.append(b_i[keep])
+        all_scores.append(s_i[keep])
+        all_labels.append(l_i[keep])
+    return all_boxes, all_scores, all_labels
+
+
+def paste_masks(masks, boxes, size: tuple[int, int], chunk_pixels: int = 1 << 26):
+    """``torchvision``'s ``paste_masks_in_image`` for all K masks at once: K×1×M×M probabilities
+    and K boxes (frame pixels) -> K×1×H×W, without its per-mask Python loop (which also reads
+    each box back to the host, ~6 synchronisations a mask).
+
+    Same arithmetic: the mask padded by one pixel, the box grown to match and cut to integers,
+    bilinear resampling to the integer box (as ``F.interpolate(..., align_corners=False)``, done
+    here by ``grid_sample`` with border clamping, so values agree to float rounding), zero
+    outside the box. Works in chunks of about ``chunk_pixels`` output pixels (4K frames)."""
+    import torch
+    import torch.nn.functional as F
+    from torchvision.models.detection.roi_heads import expand_boxes
+
+    k, h, w = len(masks), int(size[0]), int(size[1])
+    out = masks.new_zeros((k, 1, h, w), dtype=torch.float32)
+    if k == 0:
+        return out
+    m = masks.shape[-1]
+    padded = F.pad(masks.float(), (1, 1, 1, 1))
+    p = m + 2
+    ib = expand_boxes(boxes.float(), float(p) / m).to(torch.int64)
+    x0, y0, x1, y1 = ib.unbind(1)
+    bw, bh = (x1 - x0 + 1).clamp(min=1), (y1 - y0 + 1).clamp(min=1)
+    xs = torch.arange(w, device=masks.device)
+    ys = torch.arange(h, device=masks.device)
+    step = max(1, chunk_pixels // max(1, h * w))
+    for a in range(0, k, step):
+        sl = slice(a, a + step)
+        jx = (xs[None] - x0[sl, None]).float()
+        jy = (ys[None] - y0[sl, None]).float()
+        # interpolate's source coordinate for output column j: (j + 0.5) * in/out - 0.5, clamped at 0
+        sx = ((jx + 0.5) * (p / bw[sl].float())[:, None] - 0.5).clamp(min=0)
+        sy = ((jy + 0.5) * (p / bh[sl].float())[:, None] - 0.5).clamp(min=0)
+        gx, gy = (2 * sx + 1) / p - 1, (2 * sy + 1) / p - 1  # grid_sample's normalised coordinates
+        n = gx.shape[0]
+        grid = torch.stack((gx[:, None, :].expand(n, h, w), gy[:, :, None].expand(n, h, w)), -1)
+        vals = F.grid_sample(padded[sl], grid, mode="bilinear", padding_mode="border", align_corners=False)
+        inside = ((xs[None] >= x0[sl, None]) & (xs[None] <= x1[sl, None]))[:, None, :] & \
+            ((ys[None] >= y0[sl, None]) & (ys[None] <= y1[sl, None]))[:, :, None]
+        out[sl] = vals * inside[:, None]
+    return out
+
+
 def detect(model: Any, images, original_sizes: Sequence[tuple[int, int]],
            mask_label_ids: Sequence[int] = (), mask_thresh: float = 0.5) -> list[dict]:
     """``GeneralizedRCNN.forward`` (eval) on a prepared ``ImageList``, masks only where wanted.
@@ -223,15 +341,23 @@ def detect(model: Any, images, original_sizes: Sequence[tuple[int, int]],
         features = model.backbone(images.tensors)
     if isinstance(features, torch.Tensor):
         features = OrderedDict([("0", features)])
+    same_size = all(sz == images.image_sizes[0] for sz in images.image_sizes)
     with stage("yeay.rpn"):
-        proposals, _ = model.rpn(images, features)
+        if same_size and not model.rpn.training:
+            proposals = rpn_proposals(model.rpn, images, features)
+        else:
+            proposals, _ = model.rpn(images, features)
     rh = model.roi_heads
     with stage("yeay.box_head"):
         box_features = rh.box_head(rh.box_roi_pool(features, proposals, images.image_sizes))
         class_logits, box_regression = rh.box_predictor(box_features)
     with stage("yeay.box_postprocess"):
-        boxes, scores, labels = rh.postprocess_detections(class_logits, box_regression, proposals,
-                                                          images.image_sizes)
+        if same_size:
+            boxes, scores, labels = box_detections(rh, class_logits, box_regression, proposals,
+                                                   images.image_sizes[0])
+        else:
+            boxes, scores, labels = rh.postprocess_detections(class_logits, box_regression, proposals,
+                                                              images.image_sizes)
     has_masks = getattr(rh, "has_mask", lambda: False)()
     counts = [len(x) for x in scores]
     with stage("yeay.masks"):
@@ -267,10 +393,13 @@ def detect(model: Any, images, original_sizes: Sequence[tuple[int, int]],
                 mask_boxes = torch.cat(boxes)[flat].split(n_keep)
                 x = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(features, list(mask_boxes), images.image_sizes)))
                 probs = maskrcnn_inference(x.float(), list(torch.cat(labels)[flat].split(n_keep)))
-                for i, (r, k, pr) in enumerate(zip(out, keep_np, probs)):
-                    if len(k):
-                        pasted[i] = paste_masks_in_image(pr, r["boxes"][torch.from_numpy(k).to(pr.device)],
-                                                         original_sizes[i])
+                if uniform:  # one batched paste for every kept mask of the batch
+                    pasted = list(paste_masks(torch.cat(probs), all_boxes[flat], original_sizes[0]).split(n_keep))
+                else:
+                    for i, (r, k, pr) in enumerate(zip(out, keep_np, probs)):
+                        if len(k):
+                            pasted[i] = paste_masks_in_image(pr, r["boxes"][torch.from_numpy(k).to(pr.device)],
+                                                             original_sizes[i])
             for r, k, pm, (h, w) in zip(out, keep_np, pasted, original_sizes):
                 r["mask_index"] = torch.from_numpy(k)  # host indices of the detections with a mask
                 r["masks"] = pm if pm is not None else torch.zeros((0, 1, h, w), device=r["boxes"].device)

@@ -11,6 +11,6 @@ python3 -m pip install -q --no-deps --no-index .device/infer-wheels/*.whl 2>&1 |
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpus.txt"
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$out/gpus.txt"
 python3 benchmarks/bench_infer_gpu.py --video .device/videos/juggle_960x540.mp4 --frames 240 --naive-frames 48 \
-    --batch-sizes 16 48 80 --ablate --profile "$out/profile.txt" \
+    --batch-sizes 48 80 120 --ablate --profile "$out/profile.txt" \
     --large .device/videos/juggle_1080p.mp4 .device/videos/juggle_4k.mp4 \
     --json "$out/infer_gpu.json" "$@" 2>&1 | tee "$out/infer_gpu.log" | grep -v "^ *$"

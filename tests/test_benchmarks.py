@@ -59,3 +59,15 @@ def test_bench_convert_ccp_small_matches_the_naive_converter():
     out = _run(["benchmarks/bench_convert_ccp.py", "--limit", "12", "--workers", "2"])
     assert out.count("same as naive: True") == 2
     assert "byte-identical: True" in out
+
+
+@pytest.mark.slow
+def test_bench_infer_gpu_tiny_matches_the_naive_loop(tmp_path):
+    """The GPU benchmark's CPU mode: both sides run, and ours gives the naive loop's items and masks."""
+    res = _last_json(_run(["benchmarks/bench_infer_gpu.py", "--tiny", "--json", str(tmp_path / "r.json")]))
+    check = res["check"]
+    assert check["items_naive"] > 0 and check["match_rate"] == 1.0 and check["box_iou_ge_0.99"] == 1.0
+    assert check["masks_naive"] > 0 and check["mask_iou_ge_0.98"] == 1.0
+    full = json.loads((tmp_path / "r.json").read_text())
+    assert full["check_fp32"]["match_rate"] == 1.0
+    assert res["naive"]["fps"] > 0 and res["best"]["fps"] > 0

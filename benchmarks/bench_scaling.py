@@ -186,7 +186,9 @@ def main() -> None:
     ap.add_argument("--params", type=Path, default=ROOT / "params" / "gpu-train-ccp.yaml")
     ap.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                     help="extra params override for the training runs (repeatable)")
-    ap.add_argument("--train-gpus", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--train-gpus", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="inference only, with this clothing model (no training runs, no --coco-json)")
     ap.add_argument("--budget-s", type=float, default=40.0)
     ap.add_argument("--startup-s", type=float, default=120.0, help="allowance for start-up and saving, per run")
     ap.add_argument("--log-every", type=int, default=10)
@@ -213,16 +215,18 @@ def main() -> None:
             args.budget_s, args.log_every, args.copies, args.max_frames = 12.0, 2, 2, 4
             args.train_gpus, args.infer_gpus, args.device, args.person_model = [1, 2], [1, 2], "cpu", "none"
         else:
-            if args.coco_json is None or not args.videos:
-                ap.error("--coco-json and --videos are required (or --tiny)")
+            if (args.coco_json is None and args.checkpoint is None) or not args.videos:
+                ap.error("--coco-json (or --checkpoint) and --videos are required (or --tiny)")
+            if args.checkpoint is not None:
+                args.train_gpus = []
             coco = args.coco_json
         device = torch.cuda.get_device_name() if torch.cuda.is_available() and not args.tiny else "cpu"
         res = {"device": device, "cards": torch.cuda.device_count() if torch.cuda.is_available() else 0,
                "torch": torch.__version__, "params": str(args.params), "budget_s": args.budget_s,
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         res["schedule"] = schedule_equivalence(args.params, args.schedule_gpus, dict(args.set))
-        res["train"] = train_scaling(args, coco, out)
-        ckpt = out / "train_1" / "model_final.pt"
+        res["train"] = train_scaling(args, coco, out) if args.train_gpus else []
+        ckpt = args.checkpoint or out / "train_1" / "model_final.pt"
         res["infer"] = infer_scaling(args, ckpt, out) if ckpt.exists() else [{"error": f"no checkpoint {ckpt}"}]
     print("\nschedule from one params file:")
     for r in res["schedule"]:

@@ -318,7 +318,8 @@ def main() -> None:
     ap.add_argument("--logit-std", type=float, default=4.0, help="class-logit spread of the calibrated models")
     ap.add_argument("--large", nargs="*", default=[], help="more videos (1080p, 4K) run by ours only: fps, memory")
     ap.add_argument("--device", default=None)
-    ap.add_argument("--ablate", action="store_true", help="also run with each lever off in turn")
+    ap.add_argument("--ablate", nargs="*", default=None, metavar="SWITCH",
+                    help="also run with each fast-path switch flipped in turn (all, or the ones named)")
     ap.add_argument("--profile", default=None, help="write a profiler table of the models here")
     ap.add_argument("--tiny", action="store_true", help="CPU smoke mode: tiny synthetic video, resnet18")
     ap.add_argument("--json", default=None)
@@ -386,7 +387,8 @@ def main() -> None:
     print(f"[bench] check vs naive: {check}", flush=True)
     best = max(result["ours"], key=lambda r: r["fps"])
     result["ablations"] = []
-    for flag in ("CONCURRENT_MODELS", "CHANNELS_LAST", "FOLD_NORMS") if args.ablate else ():
+    levers = ("CONCURRENT_MODELS", "CHANNELS_LAST", "FOLD_NORMS", "PER_LEVEL_RPN_NMS")
+    for flag in (args.ablate or levers) if args.ablate is not None else ():
         default = getattr(fastpath, flag)
         setattr(fastpath, flag, not default)
         try:  # models are prepared at load time: reload them with the lever flipped

@@ -147,3 +147,21 @@ def test_batched_paste_matches_torchvision_paste():
     assert torch.allclose(got, ref, atol=1e-5)
     # chunked (4K frames go through in pieces) gives the same
     assert torch.equal(fastpath.paste_masks(masks, boxes, (80, 100), chunk_pixels=8000 * 2), got)
+
+
+@pytest.mark.parametrize("per_level", [True, False])
+def test_batched_rpn_gives_torchvision_proposals(per_level, monkeypatch):
+    """Top-N truncation per level, clipping, NMS per level (one call or one per level): same boxes."""
+    model, _ = _model("frozen_bn", rpn_pre_nms_top_n_test=120, rpn_post_nms_top_n_test=60)
+    monkeypatch.setattr(fastpath, "PER_LEVEL_RPN_NMS", per_level)
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 255, (150, 200, 3), dtype=np.uint8) for _ in range(3)]
+    with torch.inference_mode():
+        images = fastpath.to_image_list(frames, (150, 200), fastpath.InputSpec.of(model), "cpu")
+        features = model.backbone(images.tensors)
+        ref, _ = model.rpn(images, features)
+        got = fastpath.rpn_proposals(model.rpn, images, features)
+    assert len(got) == len(ref) == 3
+    for r, g in zip(ref, got):
+        assert r.shape == g.shape and len(r) == 60
+        assert torch.allclose(r, g)

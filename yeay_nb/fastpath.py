@@ -46,7 +46,8 @@ PRESIZE_PIXEL_RATIO = 3.0
 FOLD_NORMS = True        # fold BatchNorms into convs in prepare_model
 CHANNELS_LAST = False    # NHWC convolutions on CUDA: off, measured 17% slower end to end (RESULTS.md)
 CONCURRENT_MODELS = True  # a thread and stream per model on CUDA
-PER_LEVEL_RPN_NMS = True  # RPN NMS one level at a time (same boxes; cheaper serial NMS pass)
+PER_LEVEL_RPN_NMS = False  # RPN NMS one level at a time: same boxes, cheaper serial pass, but 5x the NMS
+                           # calls and host syncs: measured 27% slower end to end (RESULTS.md), so off
 AUTOCAST_BF16 = True     # bf16 autocast on CUDA (off: fp32, for checking results against fp32 code)
 
 

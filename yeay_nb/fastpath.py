@@ -21,13 +21,18 @@ What the 2018 loop did per frame, and what this does per batch of frames instead
 - **Two models at once.** On CUDA each model runs in its own thread and stream
   (:func:`run_models`): one's host-synchronising steps (NMS, copies back) overlap the other's
   convolutions.
+- **Per batch, not per frame.** RPN filtering (:func:`rpn_proposals`) and detection
+  post-processing (:func:`box_detections`) do clipping, score and size tests once for the
+  batch and keep only the NMS per image; the kept masks of the whole batch are pasted in one
+  ``grid_sample`` (:func:`paste_masks`; torchvision loops per mask and reads every box back).
+  On an H100 this is where the time went: host-side op dispatch, not the GPU.
 - **One device-to-host copy per batch** for the boxes, scores and labels of every frame
   (torchvision's per-frame dicts cost three synchronisations per frame when read one by one).
 
-Numerics: the same torchvision internals as ``GeneralizedRCNN.forward`` in eval mode
-(torchvision 0.26 to 0.29), so fp32 results equal torchvision's up to float rounding; bf16
-changes scores in the third digit (``benchmarks/bench_infer_gpu.py`` checks IoU and scores
-against the naive loop).
+Numerics: torchvision's own modules and arithmetic (torchvision 0.26 to 0.29); fp32 results
+equal ``GeneralizedRCNN.forward``'s up to float rounding (``tests/test_fastpath.py`` checks each
+piece on the CPU). bf16 moves scores in the third digit; ``benchmarks/bench_infer_gpu.py``
+compares both precisions with the naive loop.
 """
 from __future__ import annotations
 
@@ -42,9 +47,10 @@ import numpy as np
 # the upload (4K: 18x, 1080p: 5x at 500/833); below it the GPU resize is cheaper and exact
 PRESIZE_PIXEL_RATIO = 3.0
 
-# Switches for ablations (benchmarks/bench_infer_gpu.py turns each off in turn); leave them on.
+# Switches for ablations (benchmarks/bench_infer_gpu.py --ablate flips each in turn); the defaults
+# are what measured fastest (benchmarks/RESULTS.md).
 FOLD_NORMS = True        # fold BatchNorms into convs in prepare_model
-CHANNELS_LAST = False    # NHWC convolutions on CUDA: off, measured 17% slower end to end (RESULTS.md)
+CHANNELS_LAST = False    # NHWC convolutions on CUDA: measured 8% slower end to end, so off
 CONCURRENT_MODELS = True  # a thread and stream per model on CUDA
 PER_LEVEL_RPN_NMS = False  # RPN NMS one level at a time: same boxes, cheaper serial pass, but 5x the NMS
                            # calls and host syncs: measured 27% slower end to end (RESULTS.md), so off

@@ -36,6 +36,7 @@ compares both precisions with the naive loop.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -118,7 +119,8 @@ def fold_batchnorms(model) -> int:
 
 
 def prepare_model(model, device: Any) -> Any:
-    """Eval mode on ``device``, norms folded, channels_last on CUDA. Changes ``model`` in place."""
+    """Eval mode on ``device``, gradients off, norms folded (``FOLD_NORMS``), NHWC on CUDA if
+    ``CHANNELS_LAST``. Changes ``model`` in place."""
     import torch
 
     model = model.to(device).eval()
@@ -179,8 +181,7 @@ def cpu_presize(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
     return cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_LINEAR)
 
 
-def to_image_list(frames: Sequence[np.ndarray], original_size: tuple[int, int], spec: InputSpec, device: Any,
-                  channels_last: bool | None = None):
+def to_image_list(frames: Sequence[np.ndarray], original_size: tuple[int, int], spec: InputSpec, device: Any):
     """An ``ImageList`` for a batch of same-size HxWx3 uint8 RGB frames (as torchvision's eval
     transform makes it): one pinned upload, normalise, one batched bilinear resize, zero padding
     to ``size_divisible``. ``original_size`` is the frames' size before any :func:`cpu_presize`.
@@ -205,7 +206,7 @@ def to_image_list(frames: Sequence[np.ndarray], original_size: tuple[int, int], 
     ph, pw = int(math.ceil(rh / d) * d), int(math.ceil(rw / d) * d)
     if (ph, pw) != (rh, rw):
         x = F.pad(x, (0, pw - rw, 0, ph - rh))
-    if channels_last if channels_last is not None else (cuda and CHANNELS_LAST):
+    if cuda and CHANNELS_LAST:
         x = x.contiguous(memory_format=torch.channels_last)
     else:
         x = x.contiguous()
@@ -261,7 +262,8 @@ def rpn_proposals(rpn, images, features: dict) -> list:
 
         sizes = [min(rpn.pre_nms_top_n(), n) for n in per_level]
         starts = np.cumsum([0] + sizes[:-1]).tolist()
-        ranked = torch.where(valid, scores, torch.full_like(scores, -1.0))  # invalid boxes last: they suppress nothing valid
+        # invalid boxes rank last, so they suppress nothing valid
+        ranked = torch.where(valid, scores, torch.full_like(scores, -1.0))
         for i in range(b):
             keep = torch.cat([nms(boxes[i, a:a + n], ranked[i, a:a + n], rpn.nms_thresh) + a
                               for a, n in zip(starts, sizes)])
@@ -285,7 +287,6 @@ def box_detections(rh, class_logits, box_regression, proposals: list, image_size
     from torchvision.ops import boxes as box_ops
 
     counts = [len(p) for p in proposals]
-    num_classes = class_logits.shape[-1]
     boxes = box_ops.clip_boxes_to_image(rh.box_coder.decode(box_regression, proposals), image_size)[:, 1:]
     scores = F.softmax(class_logits, -1)[:, 1:]
     ws, hs = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
@@ -388,8 +389,7 @@ def detect(model: Any, images, original_sizes: Sequence[tuple[int, int]],
         # boxes back to frame pixels: all frames share one size, so one multiply for the batch (the same
         # float32 ratios torchvision's resize_boxes uses)
         (h0, w0), (oh, ow) = images.image_sizes[0], original_sizes[0]
-        uniform = all(s == images.image_sizes[0] for s in images.image_sizes) and \
-            all(s == original_sizes[0] for s in original_sizes)
+        uniform = same_size and all(s == original_sizes[0] for s in original_sizes)
         if uniform:
             ratio = (torch.tensor([ow, oh, ow, oh], dtype=torch.float32) /
                      torch.tensor([w0, h0, w0, h0], dtype=torch.float32)).to(boxes[0].device)
@@ -538,7 +538,7 @@ def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size:
 
     def one(m) -> tuple:
         images = image_lists[InputSpec.of(m)]
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and AUTOCAST_BF16 else _null()
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and AUTOCAST_BF16 else contextlib.nullcontext()
         with torch.inference_mode(), ctx:
             wants_masks = m is mask_det
             outs = detect(m, images, sizes, mask_label_ids if wants_masks else (), mask_thresh)
@@ -583,10 +583,3 @@ def _lanes(dev, n: int) -> list:
         have.append((ThreadPoolExecutor(1, thread_name_prefix=f"yeay-model-{len(have)}"), torch.cuda.Stream(dev)))
     return have[:n]
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

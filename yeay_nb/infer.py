@@ -72,9 +72,9 @@ class Detector:
     _copies: dict = field(default_factory=dict, repr=False, compare=False)
 
     def for_inference(self, device: str) -> "Detector":
-        """This detector with its model prepared for the fast path on ``device`` (norms folded,
-        channels_last on CUDA). A model handed in from memory is copied first, so the caller's
-        model (e.g. one still being trained) is never changed."""
+        """This detector with its model prepared for the fast path on ``device``
+        (:func:`yeay_nb.fastpath.prepare_model`). A model handed in from memory is copied first, so
+        the caller's model (e.g. one still being trained) is never changed."""
         from . import fastpath
 
         if self.prepared or not fastpath.is_rcnn(self.model):
@@ -221,27 +221,17 @@ def _items_from(det: tuple, frame_index: int, score_floor: float) -> list[list]:
     return [[f, c, s, b] for c, s, b in zip(cls, sc, bx)]
 
 
-_BLUR_POOL: list = []
+_POOLS: dict = {}
 
 
-def _blur_pool():
+def _pool(name: str, workers: int):
+    """A long-lived thread pool, made on first use: ``blur`` scores frames (OpenCV frees the GIL),
+    ``batch`` runs the models on one batch while the caller collects the last one."""
     from concurrent.futures import ThreadPoolExecutor
 
-    if not _BLUR_POOL:
-        _BLUR_POOL.append(ThreadPoolExecutor(max(1, min(4, (os.cpu_count() or 2) - 1)), thread_name_prefix="yeay-blur"))
-    return _BLUR_POOL[0]
-
-
-_BATCH_POOL: list = []
-
-
-def _batch_pool():
-    # one long-lived thread that runs the models on a batch while the caller collects the last one
-    from concurrent.futures import ThreadPoolExecutor
-
-    if not _BATCH_POOL:
-        _BATCH_POOL.append(ThreadPoolExecutor(1, thread_name_prefix="yeay-batch"))
-    return _BATCH_POOL[0]
+    if name not in _POOLS:
+        _POOLS[name] = ThreadPoolExecutor(workers, thread_name_prefix=f"yeay-{name}")
+    return _POOLS[name]
 
 
 # --------------------------------------------------------------------------- results
@@ -347,13 +337,15 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
         presize = max(specs, key=lambda sp: sp.resized(info.height, info.width)) \
             if len(specs) == len(dets) and specs else None
         keep_full = writer is not None
+        blur_pool = _pool("blur", max(1, min(4, (os.cpu_count() or 2) - 1)))
 
         def frames_with_blur() -> Iterator[tuple]:
             # runs in the decode thread, overlapping the models; the Laplacians (2.4 ms a 960x540 frame on
             # the H100 host, more than decoding it) run in a small pool of their own (OpenCV frees the GIL)
             for i, rgb in reader.frames(stride=stride, max_frames=max_frames):
                 net = fastpath.cpu_presize(rgb, presize) if presize is not None else rgb
-                yield i, (rgb if keep_full else None), _blur_pool().submit(scoring.laplacian_variance, rgb), net
+                blur = blur_pool.submit(scoring.laplacian_variance, rgb)
+                yield i, (rgb if keep_full else None), blur, net
 
         def batches() -> Iterator[list]:
             buf: list = []
@@ -397,11 +389,11 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
         in_flight = None  # (batch, future): the models work on batch k+1 while batch k is collected here
         try:
             for batch in batch_iter:
-                fut = _batch_pool().submit(_forward_batch, dets, [b[3] for b in batch], size, device, person,
-                                           plan.mask_label_ids, opts["mask_thresh"])
-                if in_flight is not None:
-                    collect(in_flight[0], in_flight[1].result())
-                in_flight = (batch, fut)
+                fut = _pool("batch", 1).submit(_forward_batch, dets, [b[3] for b in batch], size, device, person,
+                                               plan.mask_label_ids, opts["mask_thresh"])
+                previous, in_flight = in_flight, (batch, fut)  # the newest first: `finally` waits for it
+                if previous is not None:
+                    collect(previous[0], previous[1].result())
             if in_flight is not None:
                 collect(in_flight[0], in_flight[1].result())
                 in_flight = None

@@ -67,7 +67,8 @@ def test_bench_infer_gpu_tiny_matches_the_naive_loop(tmp_path):
     res = _last_json(_run(["benchmarks/bench_infer_gpu.py", "--tiny", "--json", str(tmp_path / "r.json")]))
     check = res["check"]
     assert check["items_naive"] > 0 and check["match_rate"] == 1.0 and check["box_iou_ge_0.99"] == 1.0
-    assert check["masks_naive"] > 0 and check["mask_iou_ge_0.98"] == 1.0
+    assert check["masks_naive"] > 0 and check["masks_matched"] == check["masks_naive"]
+    assert check["mask_iou_ge_0.98"] == 1.0
     full = json.loads((tmp_path / "r.json").read_text())
     assert full["check_fp32"]["match_rate"] == 1.0
     assert res["naive"]["fps"] > 0 and res["best"]["fps"] > 0

@@ -77,15 +77,21 @@ def test_detect_equals_torchvision_forward_for_both_architectures():
             ref = model([torch.from_numpy(f).permute(2, 0, 1).float() / 255.0 for f in frames])
             fastpath.prepare_model(model, "cpu")
             images = fastpath.to_image_list(frames, (100, 120), fastpath.InputSpec.of(model), "cpu")
-            got = fastpath.detect(model, images, [(100, 120)] * 2, [3], 0.0)
-        for r, g in zip(ref, got):
-            assert torch.equal(r["labels"], g["labels"])
-            assert torch.allclose(r["boxes"], g["boxes"], atol=1e-2)
-            assert torch.allclose(r["scores"], g["scores"], atol=1e-4)
-            if arch == "maskrcnn":
-                want = (r["labels"] == 3).nonzero().flatten()
-                assert torch.equal(g["mask_index"], want)
-                assert torch.allclose(g["masks"], r["masks"][want], atol=1e-3)
+            floors = [0.0]  # mask threshold 0 (every person) ...
+            if arch == "maskrcnn":  # ... and one between the person scores: the threshold decides
+                person = torch.cat([r["scores"][r["labels"] == 3] for r in ref])
+                floors.append(float(person.median()))
+                assert 0 < int((person >= floors[1]).sum()) < len(person)
+            runs = {floor: fastpath.detect(model, images, [(100, 120)] * 2, [3], floor) for floor in floors}
+        for floor, got in runs.items():
+            for r, g in zip(ref, got):
+                assert torch.equal(r["labels"], g["labels"])
+                assert torch.allclose(r["boxes"], g["boxes"], atol=1e-2)
+                assert torch.allclose(r["scores"], g["scores"], atol=1e-4)
+                if arch == "maskrcnn":
+                    want = ((r["labels"] == 3) & (r["scores"] >= floor)).nonzero().flatten()
+                    assert torch.equal(g["mask_index"], want)
+                    assert torch.allclose(g["masks"], r["masks"][want], atol=1e-3)
 
 
 def test_rle_encode_matches_pycocotools():

@@ -19,8 +19,10 @@ model that finds ``--detections`` things per frame. Prints one JSON line of resu
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -78,6 +80,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench-infer-"))
+    atexit.register(shutil.rmtree, tmp, True)  # checkpoints + videos: ~230 MB a run
     video = Path(args.video) if args.video else None
     if video is None:
         from yeay_nb.synth.videos import make_videos

@@ -30,8 +30,10 @@ Usage (one GPU)::
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -332,6 +334,7 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     device = args.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
     tmp = Path(tempfile.mkdtemp(prefix="bench-infer-gpu-"))
+    atexit.register(shutil.rmtree, tmp, True)  # checkpoints + videos: ~230 MB a run
     if args.tiny:
         from yeay_nb.synth.videos import make_videos
 

@@ -9,8 +9,9 @@ Usage::
 Both sides train the same model config for the same number of iterations after a warm-up.
 The naive side is the textbook loop: PIL decode + ``to_tensor`` (float32) in the workers, no
 pinned memory, no aspect grouping, fp32. Ours is :func:`yeay_nb.train.train` (uint8 decode with
-libjpeg-turbo, pinned memory, aspect-grouped batches, bf16 autocast on CUDA); its img/s is
-read from ``metrics.jsonl``. Prints one line per side and the ratio.
+libjpeg-turbo, pinned memory, aspect-grouped batches, bf16 autocast on CUDA, training targets for the whole
+batch at once: ``yeay_nb.fasttrain``); its img/s is read from ``metrics.jsonl``.
+``--heads-ablation`` also runs ours with torchvision's per-image target code. Prints one line per side and the ratio.
 """
 from __future__ import annotations
 
@@ -59,7 +60,9 @@ def naive_loop(args, coco_json: Path, cfg: dict, device: torch.device) -> float:
     ds = NaiveCoco(coco_json, masks=args.model == "maskrcnn")
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=args.workers,
                                          collate_fn=lambda b: tuple(zip(*b)), drop_last=True)
-    model = build_model(cfg).to(device).train()
+    from yeay_nb.fasttrain import uninstall
+
+    model = uninstall(build_model(cfg)).to(device).train()  # torchvision's own per-image training code
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.001, momentum=0.9)
     done, t0 = 0, None
     while done < args.iters + args.warmup:
@@ -82,7 +85,7 @@ def naive_loop(args, coco_json: Path, cfg: dict, device: torch.device) -> float:
     return args.iters * args.batch / (time.perf_counter() - t0)
 
 
-def ours(args, coco_json: Path, out: Path) -> float:
+def ours(args, coco_json: Path, out: Path, batched_heads: bool = True) -> float:
     from yeay_nb.params import params_from_dict
     from yeay_nb.train import read_metrics, train
 
@@ -92,9 +95,10 @@ def ours(args, coco_json: Path, out: Path) -> float:
         "reference_batch": args.batch, "train_scales": args.scales, "max_size": args.max_size,
         "test_scale": args.scales[-1], "test_max_size": args.max_size, "num_workers": args.workers,
         "snapshot_iters": 10**6, "log_every": max(1, args.warmup), "skip_test": True, "coco_json": str(coco_json),
-        "output_dir": str(out / "ours"), "cpu_threads": args.cpu_threads}})
+        "output_dir": str(out / f"ours{int(batched_heads)}"), "cpu_threads": args.cpu_threads,
+        "batched_heads": batched_heads}})
     train(p, progress=False)
-    rows = [r for r in read_metrics(out / "ours" / "metrics.jsonl") if r["iteration"] > args.warmup]
+    rows = [r for r in read_metrics(out / f"ours{int(batched_heads)}" / "metrics.jsonl") if r["iteration"] > args.warmup]
     return rows[-1]["img_per_s"]  # the window after the warm-up iterations
 
 
@@ -112,6 +116,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cpu-threads", type=int, default=1)
+    ap.add_argument("--heads-ablation", action="store_true",
+                    help="also run ours with train.batched_heads false (torchvision's per-image targets)")
     args = ap.parse_args()
     from yeay_nb.models import full_config
 
@@ -132,10 +138,13 @@ def main() -> None:
             cfg["num_classes"] = len(classes_of(load_coco(coco_json)))
         ips_naive = naive_loop(args, coco_json, cfg, device)
         ips_ours = ours(args, coco_json, tmp)
+        # the same trainer with torchvision's per-image target code: what the batched heads add
+        ips_tv_heads = ours(args, coco_json, tmp, batched_heads=False) if args.heads_ablation else None
     print(json.dumps({"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                      "naive_img_per_s": round(ips_naive, 2), "ours_img_per_s": round(ips_ours, 2),
-                      "speedup": round(ips_ours / ips_naive, 2), "config": vars(args) | {"coco_json": str(coco_json)}},
-                     default=str))
+                      "torch": torch.__version__, "naive_img_per_s": round(ips_naive, 2),
+                      "ours_img_per_s": round(ips_ours, 2), "speedup": round(ips_ours / ips_naive, 2),
+                      "ours_torchvision_heads_img_per_s": ips_tv_heads and round(ips_tv_heads, 2),
+                      "config": vars(args) | {"coco_json": str(coco_json)}}, default=str))
 
 
 if __name__ == "__main__":

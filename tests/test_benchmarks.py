@@ -42,8 +42,9 @@ def test_bench_scaling_tiny_trains_and_shards_over_two_cpu_processes(tmp_path):
 
 
 def test_bench_train_tiny_reports_both_sides():
-    res = _last_json(_run(["benchmarks/bench_train.py", "--tiny", "--iters", "3", "--warmup", "1"]))
-    assert res["naive_img_per_s"] > 0 and res["ours_img_per_s"] > 0
+    res = _last_json(_run(["benchmarks/bench_train.py", "--tiny", "--iters", "3", "--warmup", "1",
+                           "--heads-ablation"]))
+    assert res["naive_img_per_s"] > 0 and res["ours_img_per_s"] > 0 and res["ours_torchvision_heads_img_per_s"] > 0
     assert res["speedup"] == pytest.approx(res["ours_img_per_s"] / res["naive_img_per_s"], rel=0.02)
 
 
@@ -72,3 +73,16 @@ def test_bench_infer_gpu_tiny_matches_the_naive_loop(tmp_path):
     full = json.loads((tmp_path / "r.json").read_text())
     assert full["check_fp32"]["match_rate"] == 1.0
     assert res["naive"]["fps"] > 0 and res["best"]["fps"] > 0
+
+
+def test_bench_train_ops_counts_fewer_host_syncs_for_the_batched_heads(tmp_path):
+    _run(["benchmarks/bench_train_ops.py", "--sizes", "96x128", "--batches", "2", "6", "--steps", "1",
+          "--rois", "64", "--rpn-top-n", "300", "150", "--json", str(tmp_path / "ops.json")])
+    rows = {(r["batch"], r["side"]): r for r in json.loads((tmp_path / "ops.json").read_text())["rows"]}
+    for b in (2, 6):
+        tv, ours = rows[b, "torchvision"], rows[b, "batched"]
+        assert ours["sync_ops"] < tv["sync_ops"] and ours["fwd_ops"] < tv["fwd_ops"], (tv, ours)
+    # torchvision's host work grows with every image; the batched targets' much more slowly
+    grow = {side: rows[6, side]["fwd_ops"] - rows[2, side]["fwd_ops"] for side in ("torchvision", "batched")}
+    assert grow["batched"] * 2 < grow["torchvision"], grow
+    assert rows[6, "torchvision"]["sync_ops"] - rows[2, "torchvision"]["sync_ops"] >= 4 * 10  # >= 10 per image

@@ -228,12 +228,9 @@ def _nms_per_group(boxes, scores, groups, iou: float):
 
 def rpn_proposals(rpn, images, features: dict) -> list:
     """``RegionProposalNetwork.forward`` (eval) for a batch of same-size images, its per-image
-    filtering done once for the whole batch: clipping, small-box and score tests are one op each
-    for all images, and only the NMS and the top-N cut stay per image (torchvision: ~25 ops per
-    image). Same proposals as torchvision, in the same order."""
-    import torch
+    filtering done once for the whole batch (:func:`filter_proposals`). Same proposals as
+    torchvision, in the same order."""
     from torchvision.models.detection.rpn import concat_box_prediction_layers
-    from torchvision.ops import boxes as box_ops
 
     feats = list(features.values())
     objectness, deltas = rpn.head(feats)
@@ -242,14 +239,31 @@ def rpn_proposals(rpn, images, features: dict) -> list:
     per_level = [o[0].shape[0] * o[0].shape[1] * o[0].shape[2] for o in objectness]
     objectness, deltas = concat_box_prediction_layers(objectness, deltas)
     proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(b, -1, 4)
-    objectness = objectness.detach().reshape(b, -1)
+    return filter_proposals(rpn, proposals, objectness.detach().reshape(b, -1), images.image_sizes, per_level)
+
+
+def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int, int]], per_level: list) -> list:
+    """``RegionProposalNetwork.filter_proposals`` for B×A decoded ``proposals`` and (detached)
+    ``objectness`` logits: top-N per level, clipping, small-box and score tests are one op each
+    for all images, and only the NMS and the top-N cut stay per image (torchvision: ~25 ops per
+    image). Uses the rpn's train or test top-N settings, as torchvision does."""
+    import torch
+
+    b = proposals.shape[0]
     levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=proposals.device)
                         for i, n in enumerate(per_level)]).reshape(1, -1).expand_as(objectness)
     top = rpn._get_top_n_idx(objectness, per_level)
     rows = torch.arange(b, device=proposals.device)[:, None]
     scores = torch.sigmoid(objectness[rows, top])
     levels, boxes = levels[rows, top], proposals[rows, top]
-    boxes = box_ops.clip_boxes_to_image(boxes, images.image_sizes[0])
+    if all(sz == image_sizes[0] for sz in image_sizes):
+        h, w = image_sizes[0]
+        boxes = torch.stack([boxes[..., 0].clamp(0, w), boxes[..., 1].clamp(0, h),
+                             boxes[..., 2].clamp(0, w), boxes[..., 3].clamp(0, h)], dim=-1)
+    else:  # training batches: images of one padded batch keep their own sizes
+        hw = torch.tensor(image_sizes, dtype=boxes.dtype).to(boxes.device, non_blocking=True)
+        limit = torch.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], dim=1)[:, None, :]
+        boxes = torch.minimum(boxes.clamp(min=0), limit)
     ws, hs = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
     valid = (ws >= rpn.min_size) & (hs >= rpn.min_size) & (scores >= rpn.score_thresh)
     top_n = rpn.post_nms_top_n()

@@ -214,7 +214,9 @@ def build_model(config: dict) -> nn.Module:
     model.transform = TrainTestTransform(cfg["min_size"], cfg["max_size"], cfg["test_min_size"],
                                          cfg["test_max_size"], model.transform.image_mean,
                                          model.transform.image_std)
-    return model
+    from .fasttrain import install
+
+    return install(model)  # training targets batched (same parameters; eval is torchvision's own code)
 
 
 def model_config_from_params(train_params: Any, num_classes: int) -> dict:

@@ -247,6 +247,10 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
         cfg = model_config_from_params(t, len(classes))
         sched = derive_schedule(t, d.world_size)
         model = build_model(cfg).to(d.device)
+        if not t.batched_heads:
+            from .fasttrain import uninstall
+
+            uninstall(model)
         params_dict = params.to_dict()
 
         resume_path = find_last_checkpoint(out)

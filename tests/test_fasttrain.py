@@ -1,0 +1,153 @@
+"""The batched training heads (yeay_nb.fasttrain) against torchvision's own training code."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torchvision.models.detection._utils import Matcher
+from torchvision.ops import box_iou
+
+from yeay_nb import fasttrain
+from yeay_nb.models import build_model
+
+
+def random_boxes(n: int, w: int, h: int, gen: torch.Generator) -> torch.Tensor:
+    xy = torch.rand(n, 2, generator=gen) * torch.tensor([w * 0.7, h * 0.7])
+    wh = torch.rand(n, 2, generator=gen) * torch.tensor([w * 0.5, h * 0.5]) + 6
+    return torch.cat([xy, torch.minimum(xy + wh, torch.tensor([w - 1.0, h - 1.0]))], 1)
+
+
+def batch(sizes, counts, num_classes: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    images, targets = [], []
+    for (h, w), n in zip(sizes, counts):
+        images.append(torch.rand(3, h, w, generator=gen))
+        boxes = random_boxes(n, w, h, gen)
+        masks = torch.zeros(n, h, w, dtype=torch.uint8)
+        for j, (x0, y0, x1, y1) in enumerate(boxes.round().int().tolist()):
+            masks[j, y0:y1, x0 + (x1 - x0) // 4:x1] = 1  # not the whole box: mask targets differ from boxes
+        targets.append({"boxes": boxes, "labels": torch.randint(1, num_classes, (n,), generator=gen),
+                        "masks": masks})
+    return images, targets
+
+
+def sample_everything(model) -> None:
+    """Sampler limits above any candidate count: the sampled sets are then deterministic."""
+    for s in (model.rpn.fg_bg_sampler, model.roi_heads.fg_bg_sampler):
+        s.batch_size_per_image, s.positive_fraction = 10**7, 0.5
+
+
+@pytest.mark.parametrize("norm,heads", [("bn", "light"), ("gn", "standard")])
+def test_losses_and_gradients_equal_torchvisions_when_every_candidate_is_sampled(norm, heads):
+    torch.manual_seed(0)
+    cfg = {"arch": "maskrcnn", "backbone": "resnet18", "norm": norm, "heads": heads, "num_classes": 7,
+           "min_size": 96, "max_size": 160, "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 150}
+    ours = build_model(cfg)
+    assert type(ours.rpn) is fasttrain.BatchedRPN and type(ours.roi_heads) is fasttrain.BatchedRoIHeads
+    theirs = fasttrain.uninstall(copy.deepcopy(ours))
+    for m in (ours, theirs):
+        sample_everything(m)
+        m.train()
+    # sizes differ inside the batch (per-image clipping); one image without any ground truth
+    images, targets = batch([(96, 128), (96, 144), (120, 96), (96, 128)], [3, 5, 1, 0], 7)
+    out = {}
+    for name, m in (("ours", ours), ("theirs", theirs)):
+        m.zero_grad()
+        losses = m([i.clone() for i in images], [{k: v.clone() for k, v in t.items()} for t in targets])
+        sum(losses.values()).backward()
+        out[name] = ({k: v.detach() for k, v in losses.items()},
+                     {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None})
+    (l1, g1), (l2, g2) = out["ours"], out["theirs"]
+    assert set(l1) == set(l2) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg",
+                                  "loss_mask"}
+    for k in l1:
+        assert l1[k].item() > 0, k  # a zero loss would make the comparison vacuous
+        torch.testing.assert_close(l1[k], l2[k], rtol=1e-4, atol=1e-6, msg=k)
+    assert set(g1) == set(g2)
+    for n in g1:
+        torch.testing.assert_close(g1[n], g2[n], rtol=2e-3, atol=1e-5, msg=n)
+
+
+def test_default_sampling_draws_the_configured_counts_and_matches_in_expectation():
+    """With torchvision's default sampler limits (random subsets) the losses agree on average."""
+    torch.manual_seed(1)
+    cfg = {"arch": "fasterrcnn", "backbone": "resnet18", "norm": "bn", "heads": "light", "num_classes": 5,
+           "min_size": 96, "max_size": 160, "rpn_post_nms_top_n_train": 200, "box_batch_size_per_image": 64}
+    ours = build_model(cfg).train()
+    theirs = fasttrain.uninstall(copy.deepcopy(ours)).train()
+    images, targets = batch([(96, 128)] * 3, [4, 2, 6], 5, seed=3)
+    sums = {"ours": {}, "theirs": {}}
+    with torch.no_grad():
+        for name, m in (("ours", ours), ("theirs", theirs)):
+            for _ in range(12):
+                for k, v in m(images, targets).items():
+                    sums[name][k] = sums[name].get(k, 0.0) + v.item() / 12
+    for k in sums["ours"]:
+        assert sums["ours"][k] == pytest.approx(sums["theirs"][k], rel=0.12), k
+
+
+def test_sampler_takes_the_right_counts_without_repeats_and_uniformly():
+    gen = torch.Generator().manual_seed(0)
+    n = 40
+    positive = torch.zeros(3, n, dtype=torch.bool)
+    positive[0, :5] = True          # fewer positives than the cap
+    positive[1, :30] = True         # more positives than the cap
+    negative = ~positive
+    negative[2, 10:] = False        # image 2: 10 negatives, no positive
+    hits = torch.zeros(3, n)
+    for _ in range(400):
+        pos_idx, n_pos, neg_idx, n_neg = fasttrain.sample(positive, negative, per_image=16, fraction=0.25)
+        assert n_pos.tolist() == [4, 4, 0] and n_neg.tolist() == [12, 10, 10]
+        pos, neg = fasttrain.picked(pos_idx, n_pos, n), fasttrain.picked(neg_idx, n_neg, n)
+        assert pos.sum(1).tolist() == [4, 4, 0] and neg.sum(1).tolist() == [12, 10, 10]  # no index twice
+        assert not (pos & ~positive).any() and not (neg & ~negative).any()
+        hits += (pos | neg).float()
+    del gen
+    # every candidate of a class is equally likely: image 1's 30 positives are each drawn 4/30 of
+    # the time (400 draws: mean 53.3, sd ~6.8); image 0's 5 positives 4/5 of the time
+    assert hits[1, :30].min() > 30 and hits[1, :30].max() < 80
+    assert 280 < hits[0, :5].mean() < 360
+    assert hits[2, :10].tolist() == [400.0] * 10 and hits[2, 10:].sum() == 0
+
+
+@pytest.mark.parametrize("allow_low_quality", [True, False])
+def test_match_equals_torchvisions_matcher_per_image(allow_low_quality):
+    gen = torch.Generator().manual_seed(2)
+    counts = [3, 1, 0, 5]
+    g = max(counts)
+    anchors = random_boxes(60, 100, 80, gen)
+    gt = torch.tensor([0.0, 0.0, 1.0, 1.0]).repeat(len(counts), g, 1)
+    valid = torch.zeros(len(counts), g, dtype=torch.bool)
+    per_image = []
+    for i, c in enumerate(counts):
+        b = random_boxes(c, 100, 80, gen)
+        if c >= 2:
+            b[1] = anchors[7]  # an exact hit, and a tie for the low-quality rule
+            b[0] = anchors[7] + torch.tensor([0.0, 0.0, 1.0, 1.0])
+        gt[i, :c], valid[i, :c] = b, True
+        per_image.append(b)
+    iou = fasttrain.batched_iou(gt, anchors.expand(len(counts), -1, -1))
+    matches = fasttrain.match(iou, valid, 0.7, 0.3, allow_low_quality)
+    matcher = Matcher(0.7, 0.3, allow_low_quality_matches=allow_low_quality)
+    for i, b in enumerate(per_image):
+        if len(b) == 0:
+            assert (matches[i] == fasttrain.BELOW).all()
+            continue
+        torch.testing.assert_close(iou[i, :len(b)], box_iou(b, anchors))
+        assert matches[i].tolist() == matcher(box_iou(b, anchors)).tolist()
+
+
+def test_install_keeps_parameters_and_eval_outputs():
+    torch.manual_seed(3)
+    m = build_model({"arch": "maskrcnn", "backbone": "resnet18", "norm": "bn", "heads": "light", "num_classes": 4,
+                     "min_size": 96, "max_size": 160, "test_min_size": 96, "test_max_size": 160,
+                     "box_score_thresh": 0.0}).eval()
+    plain = fasttrain.uninstall(copy.deepcopy(m))
+    assert list(m.state_dict()) == list(plain.state_dict())
+    images, _ = batch([(96, 128), (96, 128)], [1, 1], 4)
+    with torch.no_grad():
+        a, b = m(images), plain(images)
+    for x, y in zip(a, b):
+        for k in ("boxes", "scores", "labels", "masks"):
+            torch.testing.assert_close(x[k], y[k])

@@ -1,0 +1,232 @@
+"""Training-mode RPN and ROI heads that work on the whole batch at once (``train.batched_heads``).
+
+torchvision computes R-CNN training targets image by image: anchor and proposal matching,
+positive/negative sampling (``torch.where`` + ``randperm``), gathering and the losses each
+run once per image, and most steps read a size back from the GPU. A Mask R-CNN step at 16
+images issues ~5,600 forward ops and ~300 host synchronisations (``nonzero``, ``item``,
+``unique``); every synchronisation drains the GPU queue, so the host's Python time adds to
+the GPU's instead of overlapping it (count them: ``benchmarks/bench_train_ops.py``).
+
+Here the same targets and losses are computed as padded B×N tensors:
+
+- **Matching** (:func:`match`): one batched IoU for all images (padded ground truth gets IoU
+  -1), Detectron's thresholds and low-quality matches as torchvision's ``Matcher``.
+- **Sampling** (:func:`sample`): a uniformly random subset of at most ``per_image`` candidates
+  with at most ``fraction`` positives per image, drawn with random keys and ``topk`` instead
+  of ``randperm`` over ``nonzero`` sets: the same distribution as torchvision's
+  ``BalancedPositiveNegativeSampler``, no host round trip.
+- **Losses** over all anchors with the unsampled ones masked out; the same normalisations.
+- Host synchronisations left per step: the RPN's NMS per image (its output size is data
+  dependent), one to size the sampled ROIs, and RoIAlign's level mapping.
+
+Same modules, parameters and checkpoints as torchvision's (:func:`install` only swaps the
+classes of ``model.rpn`` and ``model.roi_heads`` for subclasses; eval mode is torchvision's
+own code). With every candidate sampled the losses and gradients equal torchvision's
+(``tests/test_fasttrain.py``).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torchvision.models.detection.roi_heads import RoIHeads, project_masks_on_boxes
+from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
+
+from .fastpath import filter_proposals
+
+BELOW, BETWEEN = -1, -2  # torchvision's Matcher.BELOW_LOW_THRESHOLD / BETWEEN_THRESHOLDS
+
+
+def pad_targets(targets: list[dict], device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ground truth as B×G tensors: boxes (padding: a unit box, so encodings stay finite),
+    labels (padding 0) and a validity mask. G is the largest count in the batch (at least 1)."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    counts = [len(t["boxes"]) for t in targets]
+    g = max(counts + [1])
+    boxes = pad_sequence([t["boxes"].float() for t in targets], batch_first=True)
+    labels = pad_sequence([t["labels"] for t in targets], batch_first=True)
+    if boxes.shape[1] < g:  # no ground truth anywhere in the batch
+        boxes, labels = F.pad(boxes, (0, 0, 0, g - boxes.shape[1])), F.pad(labels, (0, g - labels.shape[1]))
+    valid = torch.arange(g, device=device)[None, :] < torch.tensor(counts, device=device)[:, None]
+    unit = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device)
+    return torch.where(valid[..., None], boxes.to(device), unit), labels.to(device), valid
+
+
+def batched_iou(gt: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """IoU of B×G×4 ``gt`` against B×N×4 ``boxes`` (torchvision's ``box_iou`` per image): B×G×N."""
+    area_g = (gt[..., 2] - gt[..., 0]) * (gt[..., 3] - gt[..., 1])
+    area_b = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    lt = torch.max(gt[:, :, None, :2], boxes[:, None, :, :2])
+    rb = torch.min(gt[:, :, None, 2:], boxes[:, None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (area_g[:, :, None] + area_b[:, None, :] - inter)
+
+
+def match(iou: torch.Tensor, gt_valid: torch.Tensor, high: float, low: float,
+          allow_low_quality: bool) -> torch.Tensor:
+    """torchvision's ``Matcher`` for B×G×N IoUs: B×N indices of the matched ground truth, or
+    ``BELOW`` (-1, background) / ``BETWEEN`` (-2, ignored). Images without ground truth: all -1."""
+    iou = iou.masked_fill(~gt_valid[:, :, None], -1.0)
+    vals, best = iou.max(dim=1)
+    matches = torch.where(vals < low, BELOW, torch.where(vals < high, BETWEEN, best))
+    if allow_low_quality:
+        # each ground truth also claims the candidates it overlaps most (ties included), as
+        # Matcher.set_low_quality_matches_ does, even where that IoU is below ``low``
+        highest = iou.max(dim=2, keepdim=True).values
+        claimed = ((iou == highest) & gt_valid[:, :, None]).any(dim=1)
+        matches = torch.where(claimed, best, matches)
+    return matches
+
+
+def sample(positive: torch.Tensor, negative: torch.Tensor, per_image: int, fraction: float,
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``BalancedPositiveNegativeSampler`` for B×N candidate masks, without leaving the GPU.
+
+    Takes ``min(#positive, int(per_image * fraction))`` positives and fills up to ``per_image``
+    with negatives, each a uniformly random subset. Returns ``(pos_idx, n_pos, neg_idx, n_neg)``:
+    B×k index tensors (random order) whose first ``n_pos[i]`` / ``n_neg[i]`` entries are image
+    i's picks.
+    """
+    n = positive.shape[1]
+    keys = torch.rand(positive.shape, device=positive.device)
+    cap = int(per_image * fraction)
+    n_pos = positive.sum(1).clamp(max=cap)
+    n_neg = torch.minimum(per_image - n_pos, negative.sum(1))
+    # the candidates with the largest random keys are a uniform random subset of them
+    pos_idx = torch.where(positive, keys, -1.0).topk(min(cap, n), dim=1).indices
+    neg_idx = torch.where(negative, keys, -1.0).topk(min(per_image, n), dim=1).indices
+    return pos_idx, n_pos, neg_idx, n_neg
+
+
+def picked(idx: torch.Tensor, count: torch.Tensor, n: int) -> torch.Tensor:
+    """B×n mask of the first ``count[i]`` entries of ``idx[i]`` (see :func:`sample`)."""
+    take = torch.arange(idx.shape[1], device=idx.device)[None, :] < count[:, None]
+    return torch.zeros((idx.shape[0], n), dtype=torch.bool, device=idx.device).scatter(1, idx, take)
+
+
+class BatchedRPN(RegionProposalNetwork):
+    """torchvision's RPN; in training the anchor targets, sampling and losses are batched."""
+
+    def forward(self, images, features: dict, targets: Optional[list[dict]] = None):
+        if not self.training or targets is None:
+            return super().forward(images, features, targets)
+        feats = list(features.values())
+        objectness, deltas = self.head(feats)
+        anchors = self.anchor_generator(images, feats)
+        b = len(anchors)
+        per_level = [o[0].shape[0] * o[0].shape[1] * o[0].shape[2] for o in objectness]
+        objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+        proposals = self.box_coder.decode(deltas.detach(), anchors).view(b, -1, 4)
+        boxes = filter_proposals(self, proposals, objectness.detach().reshape(b, -1), images.image_sizes,
+                                 per_level)
+        return boxes, self.losses(objectness.reshape(b, -1), deltas.reshape(b, -1, 4), anchors[0], targets)
+
+    def losses(self, objectness: torch.Tensor, deltas: torch.Tensor, anchors: torch.Tensor,
+               targets: list[dict]) -> dict:
+        """``loss_objectness`` and ``loss_rpn_box_reg`` for B×A logits and B×A×4 deltas; every
+        image of a batch has the same A×4 ``anchors`` (one padded size)."""
+        gt, _, gt_valid = pad_targets(targets, anchors.device)
+        b, a = objectness.shape
+        matches = match(batched_iou(gt, anchors.expand(b, -1, -1)), gt_valid, self.proposal_matcher.high_threshold,
+                        self.proposal_matcher.low_threshold, self.proposal_matcher.allow_low_quality_matches)
+        sampler = self.fg_bg_sampler
+        pos_idx, n_pos, neg_idx, n_neg = sample(matches >= 0, matches == BELOW, sampler.batch_size_per_image,
+                                                sampler.positive_fraction)
+        pos, neg = picked(pos_idx, n_pos, a), picked(neg_idx, n_neg, a)
+        n_sampled = (n_pos + n_neg).sum()
+        matched_gt = gt.gather(1, matches.clamp(min=0)[..., None].expand(-1, -1, 4))
+        targets_reg = self.box_coder.encode_single(matched_gt.reshape(-1, 4), anchors.repeat(b, 1))
+        box = F.smooth_l1_loss(deltas.reshape(-1, 4), targets_reg, beta=1 / 9, reduction="none").sum(1)
+        labels = (matches >= 0).to(objectness.dtype)
+        obj = F.binary_cross_entropy_with_logits(objectness, labels, reduction="none")
+        zero = torch.zeros((), dtype=box.dtype, device=box.device)
+        return {"loss_objectness": torch.where(pos | neg, obj, zero).sum() / n_sampled,
+                "loss_rpn_box_reg": torch.where(pos.reshape(-1), box, zero).sum() / n_sampled}
+
+
+class BatchedRoIHeads(RoIHeads):
+    """torchvision's ROI heads; in training the proposal targets, sampling and losses are batched."""
+
+    def forward(self, features: dict, proposals: list, image_shapes: list, targets: Optional[list[dict]] = None):
+        if not self.training or targets is None or self.has_keypoint():
+            return super().forward(features, proposals, image_shapes, targets)
+        device = proposals[0].device
+        gt, gt_labels, gt_valid = pad_targets(targets, device)
+        b = len(proposals)
+        counts = [len(p) for p in proposals]
+        # candidates: each image's proposals (padded) followed by its ground-truth boxes
+        cand = torch.cat([torch.nn.utils.rnn.pad_sequence(proposals, batch_first=True), gt], dim=1)
+        cand_valid = torch.cat([torch.arange(max(counts), device=device)[None, :]
+                                < torch.tensor(counts, device=device)[:, None], gt_valid], dim=1)
+        n = cand.shape[1]
+        matcher = self.proposal_matcher
+        matches = match(batched_iou(gt, cand), gt_valid, matcher.high_threshold, matcher.low_threshold,
+                        matcher.allow_low_quality_matches)
+        labels = torch.where(matches >= 0, gt_labels.gather(1, matches.clamp(min=0)), 0)
+        sampler = self.fg_bg_sampler
+        pos_idx, n_pos, neg_idx, n_neg = sample((matches >= 0) & cand_valid, (matches == BELOW) & cand_valid,
+                                                sampler.batch_size_per_image, sampler.positive_fraction)
+        # the one host read of the step here: how many ROIs each image contributes
+        n_pos_h, n_neg_h = torch.stack([n_pos, n_neg]).tolist()
+        offsets = torch.arange(b, device=device)[:, None] * n
+        flat_pos = [(pos_idx[i, :k] + offsets[i]) for i, k in enumerate(n_pos_h)]
+        flat = torch.cat([t for i in range(b) for t in (flat_pos[i], neg_idx[i, :n_neg_h[i]] + offsets[i])])
+        per_image = [p + q for p, q in zip(n_pos_h, n_neg_h)]
+        rois = cand.reshape(-1, 4)[flat]
+        roi_labels = labels.reshape(-1)[flat]
+        roi_gt = gt.reshape(-1, 4)[(matches.clamp(min=0) + torch.arange(b, device=device)[:, None] * gt.shape[1])
+                                   .reshape(-1)[flat]]
+        x = self.box_head(self.box_roi_pool(features, list(rois.split(per_image)), image_shapes))
+        class_logits, box_regression = self.box_predictor(x)
+        losses = self.box_losses(class_logits, box_regression, roi_labels,
+                                 self.box_coder.encode_single(roi_gt, rois))
+        if self.has_mask():
+            # positives come first in each image's slice of ``flat``
+            pos_flat = torch.cat(flat_pos)
+            mask_rois = cand.reshape(-1, 4)[pos_flat]
+            x = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, list(mask_rois.split(n_pos_h)),
+                                                                      image_shapes)))
+            gt_index = matches.reshape(-1)[pos_flat]
+            mask_targets = [project_masks_on_boxes(t["masks"], r, i, x.shape[-1])
+                            for t, r, i in zip(targets, mask_rois.split(n_pos_h), gt_index.split(n_pos_h))]
+            losses["loss_mask"] = self.mask_loss(x, labels.reshape(-1)[pos_flat], torch.cat(mask_targets))
+        return [], losses
+
+    @staticmethod
+    def box_losses(class_logits, box_regression, labels, regression_targets) -> dict:
+        """torchvision's ``fastrcnn_loss`` without reading the positives' positions back."""
+        n = class_logits.shape[0]
+        per_class = box_regression.reshape(n, -1, 4)[torch.arange(n, device=labels.device), labels]
+        box = F.smooth_l1_loss(per_class, regression_targets, beta=1 / 9, reduction="none").sum(1)
+        box = torch.where(labels > 0, box, torch.zeros((), dtype=box.dtype, device=box.device))
+        return {"loss_classifier": F.cross_entropy(class_logits, labels), "loss_box_reg": box.sum() / max(n, 1)}
+
+    @staticmethod
+    def mask_loss(mask_logits, labels, mask_targets):
+        """torchvision's ``maskrcnn_loss`` on gathered per-ROI targets."""
+        if mask_targets.numel() == 0:
+            return mask_logits.sum() * 0
+        logits = mask_logits[torch.arange(labels.shape[0], device=labels.device), labels]
+        return F.binary_cross_entropy_with_logits(logits, mask_targets)
+
+
+def install(model: Any) -> Any:
+    """Make ``model``'s RPN and ROI heads compute training targets batched (in place; same
+    parameters and state dict; eval mode unchanged). Returns the model."""
+    if type(model.rpn) is RegionProposalNetwork:
+        model.rpn.__class__ = BatchedRPN
+    if type(model.roi_heads) is RoIHeads:
+        model.roi_heads.__class__ = BatchedRoIHeads
+    return model
+
+
+def uninstall(model: Any) -> Any:
+    """Back to torchvision's own training code (for comparisons)."""
+    if type(model.rpn) is BatchedRPN:
+        model.rpn.__class__ = RegionProposalNetwork
+    if type(model.roi_heads) is BatchedRoIHeads:
+        model.roi_heads.__class__ = RoIHeads
+    return model

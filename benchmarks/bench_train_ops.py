@@ -8,7 +8,9 @@ Usage::
 
 For each batch size and both sides (same model and weights, same batch) it reports:
 
-- ``ops``: ATen ops dispatched by one forward + backward (each is a kernel launch on a GPU and
+- ``ops``: ATen ops dispatched by one forward + backward (counted with the NMS choices both sides
+  make on a GPU: one NMS per image under 20,000 boxes; on a CPU torchvision, and so this code,
+  loop over feature levels instead, which the timed steps do) (each is a kernel launch on a GPU and
   several microseconds of host time);
 - ``sync_ops``: forward ops that make a GPU wait for the host: ``nonzero`` (also behind boolean
   indexing and ``torch.where(cond)``), ``item``/``bool()`` (``_local_scalar_dense``),
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import copy
 import json
 import statistics
@@ -75,6 +78,28 @@ def make_batch(n: int, h: int, w: int, num_classes: int, device, seed: int = 0):
     return images, targets
 
 
+@contextlib.contextmanager
+def gpu_nms_choices():
+    """While counting on a CPU: take the NMS paths a GPU would (torchvision's batched_nms switches
+    from one coordinate-offset NMS to a loop over groups above 4,000 boxes on a CPU, 20,000 on CUDA)."""
+    import torchvision.ops.boxes as box_ops
+
+    from yeay_nb import fastpath
+
+    original, cpu_by_group = box_ops.batched_nms, fastpath.CPU_NMS_BY_GROUP
+
+    def cuda_like(boxes, scores, idxs, iou_threshold):
+        if boxes.numel() > 20000:
+            return box_ops._batched_nms_vanilla(boxes, scores, idxs, iou_threshold)
+        return box_ops._batched_nms_coordinate_trick(boxes, scores, idxs, iou_threshold)
+
+    box_ops.batched_nms, fastpath.CPU_NMS_BY_GROUP = cuda_like, False
+    try:
+        yield
+    finally:
+        box_ops.batched_nms, fastpath.CPU_NMS_BY_GROUP = original, cpu_by_group
+
+
 def measure(model, images, targets, steps: int, device) -> dict:
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-5, momentum=0.9)
     cuda = device.type == "cuda"
@@ -89,7 +114,7 @@ def measure(model, images, targets, steps: int, device) -> dict:
         opt.step()
 
     step()  # warm-up (cuDNN autotuning, allocator)
-    with CountOps() as c:
+    with gpu_nms_choices(), CountOps() as c:
         with amp:
             losses = model(images, targets)
         fwd = sum(c.ops.values())

@@ -42,7 +42,8 @@ def sample_everything(model) -> None:
 def test_losses_and_gradients_equal_torchvisions_when_every_candidate_is_sampled(norm, heads):
     torch.manual_seed(0)
     cfg = {"arch": "maskrcnn", "backbone": "resnet18", "norm": norm, "heads": heads, "num_classes": 7,
-           "min_size": 96, "max_size": 160, "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 150}
+           "min_size": 96, "max_size": 160, "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 3000}
+    # post-NMS top-N above the candidates: each image keeps what its NMS leaves, so counts differ (padding)
     ours = build_model(cfg)
     assert type(ours.rpn) is fasttrain.BatchedRPN and type(ours.roi_heads) is fasttrain.BatchedRoIHeads
     theirs = fasttrain.uninstall(copy.deepcopy(ours))
@@ -151,3 +152,25 @@ def test_install_keeps_parameters_and_eval_outputs():
     for x, y in zip(a, b):
         for k in ("boxes", "scores", "labels", "masks"):
             torch.testing.assert_close(x[k], y[k])
+
+
+def test_train_transform_equals_torchvisions_without_its_per_image_device_copies():
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    from yeay_nb.models import TrainTestTransform
+
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    ours = TrainTestTransform((96, 112, 128), 200, 128, 200, mean, std).train()
+    theirs = GeneralizedRCNNTransform((96, 112, 128), 200, mean, std).train()
+    images, targets = batch([(97, 131), (120, 88), (64, 100)], [3, 2, 0], 5, seed=4)
+    for seed in range(4):  # the random train scale is drawn the same way
+        out = []
+        for t in (ours, theirs):
+            torch.manual_seed(seed)
+            out.append(t([i.clone() for i in images], [{k: v.clone() for k, v in x.items()} for x in targets]))
+        (il1, t1), (il2, t2) = out
+        assert il1.image_sizes == il2.image_sizes
+        assert torch.equal(il1.tensors, il2.tensors)
+        for a, b in zip(t1, t2):
+            assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["masks"], b["masks"])
+    assert len(ours._mean_std) == 1  # made once, reused for every image

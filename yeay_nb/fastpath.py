@@ -266,7 +266,8 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
         boxes = torch.stack([boxes[..., 0].clamp(0, w), boxes[..., 1].clamp(0, h),
                              boxes[..., 2].clamp(0, w), boxes[..., 3].clamp(0, h)], dim=-1)
     else:  # training batches: images of one padded batch keep their own sizes
-        hw = torch.tensor(image_sizes, dtype=boxes.dtype).to(boxes.device, non_blocking=True)
+        hw = torch.tensor(image_sizes, dtype=boxes.dtype)  # from pinned memory: a copy without a sync
+        hw = (hw.pin_memory() if boxes.is_cuda else hw).to(boxes.device, non_blocking=True)
         limit = torch.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], dim=1)[:, None, :]
         boxes = torch.minimum(boxes.clamp(min=0), limit)
     ws, hs = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]

@@ -40,18 +40,18 @@ BELOW, BETWEEN = -1, -2  # torchvision's Matcher.BELOW_LOW_THRESHOLD / BETWEEN_T
 
 def pad_targets(targets: list[dict], device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Ground truth as B×G tensors: boxes (padding: a unit box, so encodings stay finite),
-    labels (padding 0) and a validity mask. G is the largest count in the batch (at least 1)."""
+    labels (padding 0) and a validity mask. G is the largest count in the batch (at least 1).
+    Built from device tensors only (a tensor made from Python numbers would be a synchronising copy)."""
     from torch.nn.utils.rnn import pad_sequence
 
-    counts = [len(t["boxes"]) for t in targets]
-    g = max(counts + [1])
+    g = max([len(t["boxes"]) for t in targets] + [1])
     boxes = pad_sequence([t["boxes"].float() for t in targets], batch_first=True)
     labels = pad_sequence([t["labels"] for t in targets], batch_first=True)
     if boxes.shape[1] < g:  # no ground truth anywhere in the batch
         boxes, labels = F.pad(boxes, (0, 0, 0, g - boxes.shape[1])), F.pad(labels, (0, g - labels.shape[1]))
-    valid = torch.arange(g, device=device)[None, :] < torch.tensor(counts, device=device)[:, None]
-    unit = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device)
-    return torch.where(valid[..., None], boxes.to(device), unit), labels.to(device), valid
+    valid = labels > 0  # class ids of real boxes start at 1
+    boxes = torch.cat([boxes[..., :2], torch.where(valid[..., None], boxes[..., 2:], 1.0)], dim=-1)
+    return boxes.to(device), labels.to(device), valid.to(device)
 
 
 def batched_iou(gt: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -156,11 +156,11 @@ class BatchedRoIHeads(RoIHeads):
         device = proposals[0].device
         gt, gt_labels, gt_valid = pad_targets(targets, device)
         b = len(proposals)
-        counts = [len(p) for p in proposals]
-        # candidates: each image's proposals (padded) followed by its ground-truth boxes
-        cand = torch.cat([torch.nn.utils.rnn.pad_sequence(proposals, batch_first=True), gt], dim=1)
-        cand_valid = torch.cat([torch.arange(max(counts), device=device)[None, :]
-                                < torch.tensor(counts, device=device)[:, None], gt_valid], dim=1)
+        # candidates: each image's proposals (padded with -1 boxes; real ones are clipped to >= 0)
+        # followed by its ground-truth boxes
+        padded = torch.nn.utils.rnn.pad_sequence(proposals, batch_first=True, padding_value=-1.0)
+        cand = torch.cat([padded, gt], dim=1)
+        cand_valid = torch.cat([padded[..., 0] >= 0, gt_valid], dim=1)
         n = cand.shape[1]
         matcher = self.proposal_matcher
         matches = match(batched_iou(gt, cand), gt_valid, matcher.high_threshold, matcher.low_threshold,

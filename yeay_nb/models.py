@@ -42,7 +42,7 @@ from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _r
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import AnchorGenerator, RPNHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, _resize_image_and_masks
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import misc as misc_nn_ops
 
@@ -109,9 +109,32 @@ class TrainTestTransform(GeneralizedRCNNTransform):
         super().__init__(min_size, max_size, image_mean, image_std)
         self.test_min_size, self.test_max_size = int(test_min_size), int(test_max_size)
 
+    def normalize(self, image):
+        # torchvision builds mean and std from Python lists for every image: two host->device copies,
+        # each a GPU synchronisation; they are made once per device and dtype here
+        key = (image.dtype, image.device)
+        cached = self.__dict__.setdefault("_mean_std", {})
+        if key not in cached:
+            cached[key] = tuple(torch.as_tensor(v, dtype=image.dtype, device=image.device)[:, None, None]
+                                for v in (self.image_mean, self.image_std))
+        mean, std = cached[key]
+        return (image - mean) / std
+
     def resize(self, image, target=None):
         if self.training:
-            return super().resize(image, target)
+            if target is None or getattr(self, "_skip_resize", False) or "keypoints" in target:
+                return super().resize(image, target)
+            h, w = image.shape[-2:]
+            image, target = _resize_image_and_masks(image, self.torch_choice(self.min_size), self.max_size, target,
+                                                    self.fixed_size)
+            # torchvision's resize_boxes makes its ratios as four device tensors (four synchronising
+            # copies per image); the same float32 ratios as Python numbers give the same boxes
+            nh, nw = image.shape[-2:]
+            ratio_h = float(torch.tensor(nh, dtype=torch.float32) / torch.tensor(h, dtype=torch.float32))
+            ratio_w = float(torch.tensor(nw, dtype=torch.float32) / torch.tensor(w, dtype=torch.float32))
+            x0, y0, x1, y1 = target["boxes"].unbind(1)
+            target["boxes"] = torch.stack((x0 * ratio_w, y0 * ratio_h, x1 * ratio_w, y1 * ratio_h), dim=1)
+            return image, target
         saved = self.min_size, self.max_size
         self.min_size, self.max_size = (self.test_min_size,), self.test_max_size
         try:

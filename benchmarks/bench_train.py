@@ -62,7 +62,7 @@ def naive_loop(args, coco_json: Path, cfg: dict, device: torch.device) -> float:
                                          collate_fn=lambda b: tuple(zip(*b)), drop_last=True)
     from yeay_nb.fasttrain import uninstall
 
-    model = uninstall(build_model(cfg)).to(device).train()  # torchvision's own per-image training code
+    model = uninstall(build_model(cfg), transform=True).to(device).train()  # torchvision's own training code
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.001, momentum=0.9)
     done, t0 = 0, None
     while done < args.iters + args.warmup:

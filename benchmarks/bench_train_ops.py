@@ -20,6 +20,8 @@ For each batch size and both sides (same model and weights, same batch) it repor
   (``torch.cuda.set_sync_debug_mode``);
 - ``step_ms``: median wall time of a training step (forward, backward, SGD) on this device.
 
+The "torchvision" side is torchvision's own training code throughout (its transform too); the
+"batched" side is ``yeay_nb``'s (``fasttrain`` and the transform without per-image device copies).
 The losses are computed the same way (``tests/test_fasttrain.py``), so the difference is host
 work and, on a GPU, time the GPU waits.
 """
@@ -175,7 +177,7 @@ def main(argv=None) -> dict:
            "min_size": min(h, w), "max_size": max(h, w), "box_batch_size_per_image": args.rois,
            "rpn_pre_nms_top_n_train": args.rpn_top_n[0], "rpn_post_nms_top_n_train": args.rpn_top_n[1]}
     ours = build_model(cfg).to(device).train()
-    theirs = fasttrain.uninstall(copy.deepcopy(ours)).train()
+    theirs = fasttrain.uninstall(copy.deepcopy(ours), transform=True).train()  # all torchvision's own code
     result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
               "config": cfg, "rows": []}
     for n in args.batches:

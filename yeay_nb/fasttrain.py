@@ -223,10 +223,16 @@ def install(model: Any) -> Any:
     return model
 
 
-def uninstall(model: Any) -> Any:
-    """Back to torchvision's own training code (for comparisons)."""
+def uninstall(model: Any, transform: bool = False) -> Any:
+    """Back to torchvision's own training code (for comparisons); with ``transform`` also its
+    plain input transform (per-image device copies included; no separate test size)."""
     if type(model.rpn) is BatchedRPN:
         model.rpn.__class__ = RegionProposalNetwork
     if type(model.roi_heads) is BatchedRoIHeads:
         model.roi_heads.__class__ = RoIHeads
+    if transform:
+        from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+        t = model.transform
+        model.transform = GeneralizedRCNNTransform(t.min_size, t.max_size, t.image_mean, t.image_std)
     return model

@@ -231,10 +231,10 @@ def _nms_per_group(boxes, scores, groups, iou: float):
     return nms(boxes + offsets[:, None], scores, iou)
 
 
-def rpn_proposals(rpn, images, features: dict) -> list:
-    """``RegionProposalNetwork.forward`` (eval) for a batch of same-size images, its per-image
-    filtering done once for the whole batch (:func:`filter_proposals`). Same proposals as
-    torchvision, in the same order."""
+def rpn_outputs(rpn, images, features: dict) -> tuple:
+    """The RPN head on every level, flattened per image: B×A objectness logits, B×A×4 deltas
+    (both with their graph, for training losses), the anchors (a list per image), the anchor
+    count per level and the B×A×4 decoded (detached) proposals."""
     from torchvision.models.detection.rpn import concat_box_prediction_layers
 
     feats = list(features.values())
@@ -244,7 +244,15 @@ def rpn_proposals(rpn, images, features: dict) -> list:
     per_level = [o[0].shape[0] * o[0].shape[1] * o[0].shape[2] for o in objectness]
     objectness, deltas = concat_box_prediction_layers(objectness, deltas)
     proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(b, -1, 4)
-    return filter_proposals(rpn, proposals, objectness.detach().reshape(b, -1), images.image_sizes, per_level)
+    return objectness.reshape(b, -1), deltas.reshape(b, -1, 4), anchors, per_level, proposals
+
+
+def rpn_proposals(rpn, images, features: dict) -> list:
+    """``RegionProposalNetwork.forward`` (eval) for a batch of same-size images, its per-image
+    filtering done once for the whole batch (:func:`filter_proposals`). Same proposals as
+    torchvision, in the same order."""
+    objectness, _, _, per_level, proposals = rpn_outputs(rpn, images, features)
+    return filter_proposals(rpn, proposals, objectness.detach(), images.image_sizes, per_level)
 
 
 def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int, int]], per_level: list) -> list:

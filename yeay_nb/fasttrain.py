@@ -31,9 +31,9 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import RoIHeads, project_masks_on_boxes
-from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
+from torchvision.models.detection.rpn import RegionProposalNetwork
 
-from .fastpath import filter_proposals
+from .fastpath import filter_proposals, rpn_outputs
 
 BELOW, BETWEEN = -1, -2  # torchvision's Matcher.BELOW_LOW_THRESHOLD / BETWEEN_THRESHOLDS
 
@@ -113,16 +113,9 @@ class BatchedRPN(RegionProposalNetwork):
     def forward(self, images, features: dict, targets: Optional[list[dict]] = None):
         if not self.training or targets is None:
             return super().forward(images, features, targets)
-        feats = list(features.values())
-        objectness, deltas = self.head(feats)
-        anchors = self.anchor_generator(images, feats)
-        b = len(anchors)
-        per_level = [o[0].shape[0] * o[0].shape[1] * o[0].shape[2] for o in objectness]
-        objectness, deltas = concat_box_prediction_layers(objectness, deltas)
-        proposals = self.box_coder.decode(deltas.detach(), anchors).view(b, -1, 4)
-        boxes = filter_proposals(self, proposals, objectness.detach().reshape(b, -1), images.image_sizes,
-                                 per_level)
-        return boxes, self.losses(objectness.reshape(b, -1), deltas.reshape(b, -1, 4), anchors[0], targets)
+        objectness, deltas, anchors, per_level, proposals = rpn_outputs(self, images, features)
+        boxes = filter_proposals(self, proposals, objectness.detach(), images.image_sizes, per_level)
+        return boxes, self.losses(objectness, deltas, anchors[0], targets)
 
     def losses(self, objectness: torch.Tensor, deltas: torch.Tensor, anchors: torch.Tensor,
                targets: list[dict]) -> dict:

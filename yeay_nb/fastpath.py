@@ -255,11 +255,18 @@ def rpn_proposals(rpn, images, features: dict) -> list:
     return filter_proposals(rpn, proposals, objectness.detach(), images.image_sizes, per_level)
 
 
-def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int, int]], per_level: list) -> list:
+def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int, int]], per_level: list,
+                     mark_invalid: bool = False) -> list:
     """``RegionProposalNetwork.filter_proposals`` for B×A decoded ``proposals`` and (detached)
     ``objectness`` logits: top-N per level, clipping, small-box and score tests are one op each
     for all images, and only the NMS and the top-N cut stay per image (torchvision: ~25 ops per
-    image). Uses the rpn's train or test top-N settings, as torchvision does."""
+    image). Uses the rpn's train or test top-N settings, as torchvision does.
+
+    ``mark_invalid`` (training): instead of removing the boxes that fail the size or score test
+    before the NMS (a ``nonzero``, so a host synchronisation, per image), rank them last in it,
+    where they can suppress nothing valid, and return any that survive the top-N cut as
+    ``[-1, -1, -1, -1]``, which :class:`~yeay_nb.fasttrain.BatchedRoIHeads` ignores. The valid
+    boxes are torchvision's, in its order."""
     import torch
 
     b = proposals.shape[0]
@@ -298,6 +305,12 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
             keep = keep[ranked[i, keep].argsort(descending=True, stable=True)]
             keep = keep[valid[i, keep]][:top_n]
             out.append(boxes[i, keep])
+        return out
+    if mark_invalid:
+        ranked = torch.where(valid, scores, -1.0)
+        for i in range(b):
+            keep = _nms_per_group(boxes[i], ranked[i], levels[i], rpn.nms_thresh)[:top_n]
+            out.append(torch.where(valid[i, keep, None], boxes[i, keep], -1.0))
         return out
     for i in range(b):
         v = valid[i].nonzero().squeeze(1)

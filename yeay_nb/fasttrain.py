@@ -17,19 +17,22 @@ Here the same targets and losses are computed as padded B×N tensors:
   ``BalancedPositiveNegativeSampler``, no host round trip.
 - **Losses** over all anchors with the unsampled ones masked out; the same normalisations.
 - Host synchronisations left per step: the RPN's NMS per image (its output size is data
-  dependent), one to size the sampled ROIs, and RoIAlign's level mapping.
+  dependent), one to size the sampled ROIs, one for the degenerate-box check of the whole
+  batch (torchvision: one per image) and RoIAlign's level mapping (4 per pooler).
 
 Same modules, parameters and checkpoints as torchvision's (:func:`install` only swaps the
-classes of ``model.rpn`` and ``model.roi_heads`` for subclasses; eval mode is torchvision's
-own code). With every candidate sampled the losses and gradients equal torchvision's
+classes of the model, ``model.rpn`` and ``model.roi_heads`` for subclasses; eval mode is
+torchvision's own code). With every candidate sampled the losses and gradients equal torchvision's
 (``tests/test_fasttrain.py``).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
+from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.roi_heads import RoIHeads, project_masks_on_boxes
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
@@ -114,7 +117,8 @@ class BatchedRPN(RegionProposalNetwork):
         if not self.training or targets is None:
             return super().forward(images, features, targets)
         objectness, deltas, anchors, per_level, proposals = rpn_outputs(self, images, features)
-        boxes = filter_proposals(self, proposals, objectness.detach(), images.image_sizes, per_level)
+        boxes = filter_proposals(self, proposals, objectness.detach(), images.image_sizes, per_level,
+                                 mark_invalid=True)
         return boxes, self.losses(objectness, deltas, anchors[0], targets)
 
     def losses(self, objectness: torch.Tensor, deltas: torch.Tensor, anchors: torch.Tensor,
@@ -149,8 +153,8 @@ class BatchedRoIHeads(RoIHeads):
         device = proposals[0].device
         gt, gt_labels, gt_valid = pad_targets(targets, device)
         b = len(proposals)
-        # candidates: each image's proposals (padded with -1 boxes; real ones are clipped to >= 0)
-        # followed by its ground-truth boxes
+        # candidates: each image's proposals (padded with -1 boxes; real ones are clipped to >= 0, and
+        # BatchedRPN marks the too-small ones -1 too) followed by its ground-truth boxes
         padded = torch.nn.utils.rnn.pad_sequence(proposals, batch_first=True, padding_value=-1.0)
         cand = torch.cat([padded, gt], dim=1)
         cand_valid = torch.cat([padded[..., 0] >= 0, gt_valid], dim=1)
@@ -206,23 +210,63 @@ class BatchedRoIHeads(RoIHeads):
         return F.binary_cross_entropy_with_logits(logits, mask_targets)
 
 
+class _OneTargetCheck:
+    """``GeneralizedRCNN.forward`` in training with one degenerate-box check for the batch
+    (torchvision: one ``.any()``, so one host synchronisation, per image); otherwise the same."""
+
+    def forward(self, images, targets=None):
+        if not self.training or targets is None:
+            return super().forward(images, targets)
+        for t in targets:
+            if t["boxes"].dim() != 2 or t["boxes"].shape[-1] != 4:
+                raise ValueError(f"Expected target boxes to be a tensor of shape [N, 4], got {t['boxes'].shape}.")
+        images, targets = self.transform(images, targets)
+        counts = [len(t["boxes"]) for t in targets]
+        if sum(counts):
+            boxes = torch.cat([t["boxes"] for t in targets])
+            bad = (boxes[:, 2:] <= boxes[:, :2]).any(1)
+            if bool(bad.any()):
+                for i, (t, b) in enumerate(zip(targets, bad.split(counts))):
+                    if b.any():
+                        box = t["boxes"][int(b.nonzero()[0])].tolist()
+                        raise ValueError("All bounding boxes should have positive height and width. "
+                                         f"Found invalid box {box} for target at index {i}.")
+        features = self.backbone(images.tensors)
+        if isinstance(features, torch.Tensor):
+            features = OrderedDict([("0", features)])
+        proposals, proposal_losses = self.rpn(images, features, targets)
+        _, detector_losses = self.roi_heads(features, proposals, images.image_sizes, targets)
+        return {**detector_losses, **proposal_losses}
+
+
+class BatchedFasterRCNN(_OneTargetCheck, FasterRCNN):
+    pass
+
+
+class BatchedMaskRCNN(_OneTargetCheck, MaskRCNN):
+    pass
+
+
+_SWAPS = ((lambda m: m.rpn, RegionProposalNetwork, BatchedRPN), (lambda m: m.roi_heads, RoIHeads, BatchedRoIHeads),
+          (lambda m: m, FasterRCNN, BatchedFasterRCNN), (lambda m: m, MaskRCNN, BatchedMaskRCNN))
+
+
 def install(model: Any) -> Any:
-    """Make ``model``'s RPN and ROI heads compute training targets batched (in place; same
-    parameters and state dict; eval mode unchanged). Returns the model."""
-    if type(model.rpn) is RegionProposalNetwork:
-        model.rpn.__class__ = BatchedRPN
-    if type(model.roi_heads) is RoIHeads:
-        model.roi_heads.__class__ = BatchedRoIHeads
+    """Make ``model`` compute its training targets batched (in place: only the classes of the model,
+    its RPN and its ROI heads change, to subclasses; same parameters and state dict; eval mode is
+    torchvision's code). Returns the model."""
+    for part, plain, batched in _SWAPS:
+        if type(part(model)) is plain:
+            part(model).__class__ = batched
     return model
 
 
 def uninstall(model: Any, transform: bool = False) -> Any:
     """Back to torchvision's own training code (for comparisons); with ``transform`` also its
     plain input transform (per-image device copies included; no separate test size)."""
-    if type(model.rpn) is BatchedRPN:
-        model.rpn.__class__ = RegionProposalNetwork
-    if type(model.roi_heads) is BatchedRoIHeads:
-        model.roi_heads.__class__ = RoIHeads
+    for part, plain, batched in _SWAPS:
+        if type(part(model)) is batched:
+            part(model).__class__ = plain
     if transform:
         from torchvision.models.detection.transform import GeneralizedRCNNTransform
 

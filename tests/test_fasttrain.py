@@ -46,7 +46,7 @@ def test_losses_and_gradients_equal_torchvisions_when_every_candidate_is_sampled
     # post-NMS top-N above the candidates: each image keeps what its NMS leaves, so counts differ (padding)
     ours = build_model(cfg)
     assert type(ours.rpn) is fasttrain.BatchedRPN and type(ours.roi_heads) is fasttrain.BatchedRoIHeads
-    assert type(ours) is fasttrain.BatchedMaskRCNN
+    assert type(ours) is fasttrain.BatchedMaskRCNN and type(ours.roi_heads.mask_roi_pool) is fasttrain.BatchedRoIAlign
     theirs = fasttrain.uninstall(copy.deepcopy(ours))
     for m in (ours, theirs):
         sample_everything(m)
@@ -191,3 +191,24 @@ def test_a_degenerate_box_is_reported_with_its_image_index_as_torchvision_does()
             model(images, [{k: v.clone() for k, v in t.items()} for t in targets])
         messages.append(str(e.value))
     assert "target at index 1" in messages[0] and messages[0] == messages[1]
+
+
+def test_batched_roi_align_equals_torchvisions_values_and_gradients():
+    from torchvision.ops import MultiScaleRoIAlign
+
+    gen = torch.Generator().manual_seed(6)
+    sizes = [(512, 640), (448, 640)]
+    feats = {k: torch.randn(2, 4, 512 // s, 640 // s, generator=gen, requires_grad=True)
+             for k, s in (("0", 4), ("1", 8), ("2", 16), ("3", 32))}
+    # small and large boxes, so every FPN level gets some
+    boxes = [torch.cat([random_boxes(40, w, h, gen), torch.tensor([[0.0, 0.0, w - 1.0, h - 1.0]])]) for h, w in sizes]
+    theirs = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2)
+    ours = fasttrain.BatchedRoIAlign(["0", "1", "2", "3"], 7, 2)
+    a, b = ours(feats, boxes, sizes), theirs(feats, boxes, sizes)
+    assert torch.equal(a, b)
+    levels = ours.map_levels(boxes)
+    assert len(levels.unique()) == 4  # every level gets ROIs
+    ga = torch.autograd.grad(a.square().sum(), list(feats.values()))
+    gb = torch.autograd.grad(b.square().sum(), list(feats.values()))
+    for x, y in zip(ga, gb):
+        torch.testing.assert_close(x, y)

@@ -18,11 +18,12 @@ Here the same targets and losses are computed as padded B×N tensors:
 - **Losses** over all anchors with the unsampled ones masked out; the same normalisations.
 - Host synchronisations left per step: the RPN's NMS per image (its output size is data
   dependent), one to size the sampled ROIs, one for the degenerate-box check of the whole
-  batch (torchvision: one per image) and RoIAlign's level mapping (4 per pooler).
+  batch (torchvision: one per image) and one per RoIAlign pooler call (:class:`BatchedRoIAlign`;
+  torchvision: one per FPN level).
 
 Same modules, parameters and checkpoints as torchvision's (:func:`install` only swaps the
-classes of the model, ``model.rpn`` and ``model.roi_heads`` for subclasses; eval mode is
-torchvision's own code). With every candidate sampled the losses and gradients equal torchvision's
+classes of the model, ``model.rpn``, ``model.roi_heads`` and its RoIAlign poolers for
+subclasses; eval mode is torchvision's code, apart from the poolers, which give the same values). With every candidate sampled the losses and gradients equal torchvision's
 (``tests/test_fasttrain.py``).
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.roi_heads import RoIHeads, project_masks_on_boxes
 from torchvision.models.detection.rpn import RegionProposalNetwork
+from torchvision.ops import MultiScaleRoIAlign, roi_align
 
 from .fastpath import filter_proposals, rpn_outputs
 
@@ -210,6 +212,39 @@ class BatchedRoIHeads(RoIHeads):
         return F.binary_cross_entropy_with_logits(logits, mask_targets)
 
 
+class BatchedRoIAlign(MultiScaleRoIAlign):
+    """torchvision's ``MultiScaleRoIAlign`` with one host read per call: it finds each FPN level's
+    ROIs with a ``nonzero`` per level (4 synchronisations per pooler call); here the ROIs are
+    sorted by level once and the level sizes read back together. Same values, same gradients."""
+
+    def forward(self, x: dict, boxes: list, image_shapes: list):
+        try:  # torchvision's own helpers (private, present from 0.11 to 0.29 at least)
+            from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, _setup_scales
+        except ImportError:  # pragma: no cover - a future torchvision without them: its own code
+            return super().forward(x, boxes, image_shapes)
+        feats = _filter_input(x, self.featmap_names)
+        if self.scales is None or self.map_levels is None:
+            self.scales, self.map_levels = _setup_scales(feats, image_shapes, self.canonical_scale,
+                                                         self.canonical_level)
+        if len(feats) == 1:
+            return super().forward(x, boxes, image_shapes)
+        rois = _convert_to_roi_format(boxes)
+        levels = self.map_levels(boxes)
+        order = torch.argsort(levels, stable=True)
+        counts = torch.bincount(levels, minlength=len(feats)).tolist()
+        result = torch.zeros((len(rois), feats[0].shape[1], *self.output_size), dtype=feats[0].dtype,
+                             device=feats[0].device)
+        start = 0
+        for feat, scale, n in zip(feats, self.scales, counts):
+            if n:
+                idx = order[start:start + n]
+                pooled = roi_align(feat, rois[idx], output_size=self.output_size, spatial_scale=scale,
+                                   sampling_ratio=self.sampling_ratio)
+                result[idx] = pooled.to(result.dtype)  # autocast may give levels different dtypes
+            start += n
+        return result
+
+
 class _OneTargetCheck:
     """``GeneralizedRCNN.forward`` in training with one degenerate-box check for the batch
     (torchvision: one ``.any()``, so one host synchronisation, per image); otherwise the same."""
@@ -248,7 +283,9 @@ class BatchedMaskRCNN(_OneTargetCheck, MaskRCNN):
 
 
 _SWAPS = ((lambda m: m.rpn, RegionProposalNetwork, BatchedRPN), (lambda m: m.roi_heads, RoIHeads, BatchedRoIHeads),
-          (lambda m: m, FasterRCNN, BatchedFasterRCNN), (lambda m: m, MaskRCNN, BatchedMaskRCNN))
+          (lambda m: m, FasterRCNN, BatchedFasterRCNN), (lambda m: m, MaskRCNN, BatchedMaskRCNN),
+          (lambda m: m.roi_heads.box_roi_pool, MultiScaleRoIAlign, BatchedRoIAlign),
+          (lambda m: getattr(m.roi_heads, "mask_roi_pool", None), MultiScaleRoIAlign, BatchedRoIAlign))
 
 
 def install(model: Any) -> Any:

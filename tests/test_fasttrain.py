@@ -131,6 +131,8 @@ def test_match_equals_torchvisions_matcher_per_image(allow_low_quality):
         gt[i, :c], valid[i, :c] = b, True
         per_image.append(b)
     iou = fasttrain.batched_iou(gt, anchors.expand(len(counts), -1, -1))
+    chunked = fasttrain.batched_iou(gt, anchors.expand(len(counts), -1, -1), max_elements=2 * g * len(anchors))
+    assert torch.equal(iou, chunked)  # two images at a time: the same IoUs
     matches = fasttrain.match(iou, valid, 0.7, 0.3, allow_low_quality)
     matcher = Matcher(0.7, 0.3, allow_low_quality_matches=allow_low_quality)
     for i, b in enumerate(per_image):

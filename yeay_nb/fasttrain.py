@@ -2,10 +2,11 @@
 
 torchvision computes R-CNN training targets image by image: anchor and proposal matching,
 positive/negative sampling (``torch.where`` + ``randperm``), gathering and the losses each
-run once per image, and most steps read a size back from the GPU. A Mask R-CNN step at 16
-images issues ~5,600 forward ops and ~300 host synchronisations (``nonzero``, ``item``,
-``unique``); every synchronisation drains the GPU queue, so the host's Python time adds to
-the GPU's instead of overlapping it (count them: ``benchmarks/bench_train_ops.py``).
+run once per image, and most steps read a size back from the GPU. A Mask R-CNN R50-FPN step
+at 16 images issues ~5,100 forward ops and ~200 synchronising ones (``nonzero``, ``item``,
+``nms``), plus ~6 host-to-device copies of Python numbers per image in its transform; every
+synchronisation drains the GPU queue, so the host's Python time adds to the GPU's instead of
+overlapping it (count them: ``benchmarks/bench_train_ops.py``).
 
 Here the same targets and losses are computed as padded B×N tensors:
 
@@ -23,7 +24,8 @@ Here the same targets and losses are computed as padded B×N tensors:
 
 Same modules, parameters and checkpoints as torchvision's (:func:`install` only swaps the
 classes of the model, ``model.rpn``, ``model.roi_heads`` and its RoIAlign poolers for
-subclasses; eval mode is torchvision's code, apart from the poolers, which give the same values). With every candidate sampled the losses and gradients equal torchvision's
+subclasses; eval mode is torchvision's code, apart from the poolers, which give the same
+values). With every candidate sampled the losses and gradients equal torchvision's
 (``tests/test_fasttrain.py``).
 """
 from __future__ import annotations
@@ -59,8 +61,14 @@ def pad_targets(targets: list[dict], device: Any) -> tuple[torch.Tensor, torch.T
     return boxes.to(device), labels.to(device), valid.to(device)
 
 
-def batched_iou(gt: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """IoU of B×G×4 ``gt`` against B×N×4 ``boxes`` (torchvision's ``box_iou`` per image): B×G×N."""
+def batched_iou(gt: torch.Tensor, boxes: torch.Tensor, max_elements: int = 1 << 26) -> torch.Tensor:
+    """IoU of B×G×4 ``gt`` against B×N×4 ``boxes`` (torchvision's ``box_iou`` per image): B×G×N.
+    Its temporaries take ~6 floats per output: above ``max_elements`` outputs (many boxes on
+    large images) it goes a few images at a time."""
+    b, g, n = gt.shape[0], gt.shape[1], boxes.shape[1]
+    if b > 1 and b * g * n > max_elements:
+        step = max(1, max_elements // max(g * n, 1))
+        return torch.cat([batched_iou(gt[i:i + step], boxes[i:i + step], max_elements) for i in range(0, b, step)])
     area_g = (gt[..., 2] - gt[..., 0]) * (gt[..., 3] - gt[..., 1])
     area_b = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
     lt = torch.max(gt[:, :, None, :2], boxes[:, None, :, :2])

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 from urllib.parse import urlparse
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
@@ -130,8 +131,7 @@ class TrainTestTransform(GeneralizedRCNNTransform):
             # torchvision's resize_boxes makes its ratios as four device tensors (four synchronising
             # copies per image); the same float32 ratios as Python numbers give the same boxes
             nh, nw = image.shape[-2:]
-            ratio_h = float(torch.tensor(nh, dtype=torch.float32) / torch.tensor(h, dtype=torch.float32))
-            ratio_w = float(torch.tensor(nw, dtype=torch.float32) / torch.tensor(w, dtype=torch.float32))
+            ratio_h, ratio_w = float(np.float32(nh) / np.float32(h)), float(np.float32(nw) / np.float32(w))
             x0, y0, x1, y1 = target["boxes"].unbind(1)
             target["boxes"] = torch.stack((x0 * ratio_w, y0 * ratio_h, x1 * ratio_w, y1 * ratio_h), dim=1)
             return image, target

@@ -131,7 +131,7 @@ class TrainParams:
     heads: Literal["standard", "light"] = "standard"  # light: ~3x cheaper ROI heads (CPU demos)
     hflip: bool = True
     # training targets (matching, sampling, losses) for the whole batch at once (yeay_nb.fasttrain);
-    # false: torchvision's per-image code (same losses, ~20x more host synchronisations per step)
+    # false: torchvision's per-image code (same losses, ~10x more host synchronisations per step)
     batched_heads: bool = True
     clip_grad_norm: Optional[float] = 10.0
     amp: Literal["auto", "bf16", "none"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU

@@ -43,7 +43,7 @@ from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _r
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import AnchorGenerator, RPNHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform, _resize_image_and_masks
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import misc as misc_nn_ops
 
@@ -123,6 +123,10 @@ class TrainTestTransform(GeneralizedRCNNTransform):
 
     def resize(self, image, target=None):
         if self.training:
+            try:  # torchvision's own helper (private; present from 0.10 to 0.29 at least)
+                from torchvision.models.detection.transform import _resize_image_and_masks
+            except ImportError:  # pragma: no cover
+                return super().resize(image, target)
             if target is None or getattr(self, "_skip_resize", False) or "keypoints" in target:
                 return super().resize(image, target)
             h, w = image.shape[-2:]

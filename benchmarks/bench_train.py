@@ -141,9 +141,9 @@ def main() -> None:
         # the same trainer with torchvision's per-image target code: what the batched heads add
         ips_tv_heads = ours(args, coco_json, tmp, batched_heads=False) if args.heads_ablation else None
     print(json.dumps({"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                      "torch": torch.__version__, "naive_img_per_s": round(ips_naive, 2),
-                      "ours_img_per_s": round(ips_ours, 2), "speedup": round(ips_ours / ips_naive, 2),
-                      "ours_torchvision_heads_img_per_s": ips_tv_heads and round(ips_tv_heads, 2),
+                      "torch": torch.__version__, "naive_img_per_s": round(ips_naive, 4),
+                      "ours_img_per_s": round(ips_ours, 4), "speedup": round(ips_ours / ips_naive, 3),
+                      "ours_torchvision_heads_img_per_s": ips_tv_heads and round(ips_tv_heads, 4),
                       "config": vars(args) | {"coco_json": str(coco_json)}}, default=str))
 
 

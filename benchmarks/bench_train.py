@@ -89,16 +89,17 @@ def ours(args, coco_json: Path, out: Path, batched_heads: bool = True) -> float:
     from yeay_nb.params import params_from_dict
     from yeay_nb.train import read_metrics, train
 
+    run_dir = out / f"ours{int(batched_heads)}"
     p = params_from_dict({"work_dir": str(out), "train": {
         "model": args.model, "backbone": args.backbone, "norm": args.norm, "weights": "none", "base_lr": 0.001,
         "max_iter": args.iters + args.warmup, "steps": [10**6], "warmup_iters": 0, "ims_per_gpu": args.batch,
         "reference_batch": args.batch, "train_scales": args.scales, "max_size": args.max_size,
         "test_scale": args.scales[-1], "test_max_size": args.max_size, "num_workers": args.workers,
         "snapshot_iters": 10**6, "log_every": max(1, args.warmup), "skip_test": True, "coco_json": str(coco_json),
-        "output_dir": str(out / f"ours{int(batched_heads)}"), "cpu_threads": args.cpu_threads,
+        "output_dir": str(run_dir), "cpu_threads": args.cpu_threads,
         "batched_heads": batched_heads}})
     train(p, progress=False)
-    rows = [r for r in read_metrics(out / f"ours{int(batched_heads)}" / "metrics.jsonl") if r["iteration"] > args.warmup]
+    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["iteration"] > args.warmup]
     return rows[-1]["img_per_s"]  # the window after the warm-up iterations
 
 

@@ -8,10 +8,10 @@ Usage::
 
 For each batch size and both sides (same model and weights, same batch) it reports:
 
-- ``ops``: ATen ops dispatched by one forward + backward (counted with the NMS choices both sides
-  make on a GPU: one NMS per image under 20,000 boxes; on a CPU torchvision, and so this code,
-  loop over feature levels instead, which the timed steps do) (each is a kernel launch on a GPU and
-  several microseconds of host time);
+- ``ops``: ATen ops dispatched by one forward + backward (each is a kernel launch on a GPU and
+  several microseconds of host time). They are counted with the NMS choices both sides make on a
+  GPU (one NMS per image under 20,000 boxes); on a CPU torchvision, and so this code, loop over
+  feature levels instead, and the timed steps keep that;
 - ``sync_ops``: forward ops that make a GPU wait for the host: ``nonzero`` (also behind boolean
   indexing and ``torch.where(cond)``), ``item``/``bool()`` (``_local_scalar_dense``),
   ``masked_select``, ``unique``, ``repeat_interleave`` and torchvision's ``nms``. ``.tolist()``

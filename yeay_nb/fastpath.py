@@ -268,6 +268,7 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
     ``[-1, -1, -1, -1]``, which :class:`~yeay_nb.fasttrain.BatchedRoIHeads` ignores. The valid
     boxes are torchvision's, in its order."""
     import torch
+    from torchvision.ops import boxes as box_ops
 
     b = proposals.shape[0]
     levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=proposals.device)
@@ -277,9 +278,7 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
     scores = torch.sigmoid(objectness[rows, top])
     levels, boxes = levels[rows, top], proposals[rows, top]
     if all(sz == image_sizes[0] for sz in image_sizes):
-        h, w = image_sizes[0]
-        boxes = torch.stack([boxes[..., 0].clamp(0, w), boxes[..., 1].clamp(0, h),
-                             boxes[..., 2].clamp(0, w), boxes[..., 3].clamp(0, h)], dim=-1)
+        boxes = box_ops.clip_boxes_to_image(boxes, image_sizes[0])
     else:  # training batches: images of one padded batch keep their own sizes
         hw = torch.tensor(image_sizes, dtype=boxes.dtype)  # from pinned memory: a copy without a sync
         hw = (hw.pin_memory() if boxes.is_cuda else hw).to(boxes.device, non_blocking=True)
@@ -289,6 +288,9 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
     valid = (ws >= rpn.min_size) & (hs >= rpn.min_size) & (scores >= rpn.score_thresh)
     top_n = rpn.post_nms_top_n()
     out = []
+    if PER_LEVEL_RPN_NMS or mark_invalid:
+        # invalid boxes rank last in the NMS, so they suppress nothing valid
+        ranked = torch.where(valid, scores, -1.0)
     if PER_LEVEL_RPN_NMS:
         # top-N keeps each level's candidates together, in level order: NMS each level on its own.
         # The same boxes survive as with torchvision's one offset-NMS over all levels, but the
@@ -297,8 +299,6 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
 
         sizes = [min(rpn.pre_nms_top_n(), n) for n in per_level]
         starts = np.cumsum([0] + sizes[:-1]).tolist()
-        # invalid boxes rank last, so they suppress nothing valid
-        ranked = torch.where(valid, scores, torch.full_like(scores, -1.0))
         for i in range(b):
             keep = torch.cat([nms(boxes[i, a:a + n], ranked[i, a:a + n], rpn.nms_thresh) + a
                               for a, n in zip(starts, sizes)])
@@ -307,7 +307,6 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
             out.append(boxes[i, keep])
         return out
     if mark_invalid:
-        ranked = torch.where(valid, scores, -1.0)
         for i in range(b):
             keep = _nms_per_group(boxes[i], ranked[i], levels[i], rpn.nms_thresh)[:top_n]
             out.append(torch.where(valid[i, keep, None], boxes[i, keep], -1.0))

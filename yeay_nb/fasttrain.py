@@ -42,6 +42,11 @@ from torchvision.ops import MultiScaleRoIAlign, roi_align
 
 from .fastpath import filter_proposals, rpn_outputs
 
+try:  # torchvision's own pooler helpers (private, present from 0.11 to 0.29 at least)
+    from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, _setup_scales
+except ImportError:  # pragma: no cover
+    _convert_to_roi_format = _filter_input = _setup_scales = None
+
 BELOW, BETWEEN = -1, -2  # torchvision's Matcher.BELOW_LOW_THRESHOLD / BETWEEN_THRESHOLDS
 
 
@@ -226,9 +231,7 @@ class BatchedRoIAlign(MultiScaleRoIAlign):
     sorted by level once and the level sizes read back together. Same values, same gradients."""
 
     def forward(self, x: dict, boxes: list, image_shapes: list):
-        try:  # torchvision's own helpers (private, present from 0.11 to 0.29 at least)
-            from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, _setup_scales
-        except ImportError:  # pragma: no cover - a future torchvision without them: its own code
+        if _setup_scales is None:  # pragma: no cover - a torchvision without its helpers: its own code
             return super().forward(x, boxes, image_shapes)
         feats = _filter_input(x, self.featmap_names)
         if self.scales is None or self.map_levels is None:

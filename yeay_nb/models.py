@@ -44,6 +44,11 @@ from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCN
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import AnchorGenerator, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+try:  # torchvision's own helper (private; present from 0.10 to 0.29 at least)
+    from torchvision.models.detection.transform import _resize_image_and_masks
+except ImportError:  # pragma: no cover - a torchvision without it: TrainTestTransform uses its resize
+    _resize_image_and_masks = None
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import misc as misc_nn_ops
 
@@ -123,11 +128,8 @@ class TrainTestTransform(GeneralizedRCNNTransform):
 
     def resize(self, image, target=None):
         if self.training:
-            try:  # torchvision's own helper (private; present from 0.10 to 0.29 at least)
-                from torchvision.models.detection.transform import _resize_image_and_masks
-            except ImportError:  # pragma: no cover
-                return super().resize(image, target)
-            if target is None or getattr(self, "_skip_resize", False) or "keypoints" in target:
+            if (_resize_image_and_masks is None or target is None or getattr(self, "_skip_resize", False)
+                    or "keypoints" in target):
                 return super().resize(image, target)
             h, w = image.shape[-2:]
             image, target = _resize_image_and_masks(image, self.torch_choice(self.min_size), self.max_size, target,

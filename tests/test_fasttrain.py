@@ -214,3 +214,21 @@ def test_batched_roi_align_equals_torchvisions_values_and_gradients():
     gb = torch.autograd.grad(b.square().sum(), list(feats.values()))
     for x, y in zip(ga, gb):
         torch.testing.assert_close(x, y)
+
+
+def test_marked_invalid_proposals_suppress_no_valid_one():
+    """A too-small box that outscores an overlapping valid one must not remove it in the NMS
+    (torchvision drops the small box before the NMS; mark_invalid ranks it last instead)."""
+    from yeay_nb.fastpath import filter_proposals
+
+    rpn = build_model({"arch": "fasterrcnn", "backbone": "resnet18", "norm": "bn", "heads": "light",
+                       "num_classes": 3}).rpn.train()
+    rpn.min_size = 4.0
+    proposals = torch.tensor([[[10.0, 10.0, 13.9, 30.0],    # 3.9 wide: fails the size test, best score
+                               [10.0, 10.0, 14.1, 30.0],    # valid, IoU 0.95 with the one above
+                               [50.0, 50.0, 70.0, 70.0]]])  # valid, apart
+    logits = torch.tensor([[3.0, 2.0, 1.0]])
+    plain = filter_proposals(rpn, proposals, logits, [(100, 100)], [3])[0]
+    marked = filter_proposals(rpn, proposals, logits, [(100, 100)], [3], mark_invalid=True)[0]
+    assert plain.tolist() == [proposals[0, 1].tolist(), proposals[0, 2].tolist()]
+    assert marked[marked[:, 0] >= 0].tolist() == plain.tolist()

@@ -8,7 +8,8 @@ Usage::
 
 Both sides train the same model config for the same number of iterations after a warm-up.
 The naive side is the textbook loop: PIL decode + ``to_tensor`` (float32) in the workers, no
-pinned memory, no aspect grouping, fp32. Ours is :func:`yeay_nb.train.train` (uint8 decode with
+pinned memory, no aspect grouping, torchvision's own model code, bf16 autocast on CUDA (as the
+issue's reference loop; it was float32 before 2026-11-27, a weaker baseline). Ours is :func:`yeay_nb.train.train` (uint8 decode with
 libjpeg-turbo, pinned memory, aspect-grouped batches, bf16 autocast on CUDA, training targets for the whole
 batch at once: ``yeay_nb.fasttrain``); its img/s is read from ``metrics.jsonl``.
 ``--heads-ablation`` also runs ours with torchvision's per-image target code. Prints one line per side and the ratio.
@@ -62,7 +63,7 @@ def naive_loop(args, coco_json: Path, cfg: dict, device: torch.device) -> float:
                                          collate_fn=lambda b: tuple(zip(*b)), drop_last=True)
     from yeay_nb.fasttrain import uninstall
 
-    model = uninstall(build_model(cfg), transform=True).to(device).train()  # torchvision's own training code
+    model = uninstall(build_model(cfg), transform=True, norm=True).to(device).train()  # torchvision's own training code
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.001, momentum=0.9)
     done, t0 = 0, None
     while done < args.iters + args.warmup:
@@ -73,7 +74,8 @@ def naive_loop(args, coco_json: Path, cfg: dict, device: torch.device) -> float:
                 t0 = time.perf_counter()
             images = [im.to(device) for im in images]
             targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
-            loss = sum(model(images, targets).values())
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss = sum(model(images, targets).values())
             opt.zero_grad()
             loss.backward()
             opt.step()

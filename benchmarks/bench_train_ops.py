@@ -177,7 +177,7 @@ def main(argv=None) -> dict:
            "min_size": min(h, w), "max_size": max(h, w), "box_batch_size_per_image": args.rois,
            "rpn_pre_nms_top_n_train": args.rpn_top_n[0], "rpn_post_nms_top_n_train": args.rpn_top_n[1]}
     ours = build_model(cfg).to(device).train()
-    theirs = fasttrain.uninstall(copy.deepcopy(ours), transform=True).train()  # all torchvision's own code
+    theirs = fasttrain.uninstall(copy.deepcopy(ours), transform=True, norm=True).train()  # all torchvision's own code
     result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
               "config": cfg, "rows": []}
     for n in args.batches:

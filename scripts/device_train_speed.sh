@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On a lent GPU machine (one call, ~8 min): training speed of issue 7 target 2 on CCP.
-#  1. benchmarks/bench_train_ops.py: ops, exact CUDA synchronisations and step time per training
-#     step, torchvision's per-image targets vs yeay_nb.fasttrain, R50-FPN GN at 16 images;
+#  1. benchmarks/bench_train_levers.py: step time, torchvision's training code vs yeay_nb's, one
+#     lever at a time (batched targets, NMS on streams, bf16 GroupNorm), R50-FPN GN at 16 images;
 #  2. benchmarks/bench_train.py --heads-ablation: plain torchvision loop vs yeay_nb.train with the
 #     batched heads vs yeay_nb.train with torchvision's heads, same model/data/batch.
 # Results to $OUT.   carry: .device/ccp400s .device/infer-wheels
@@ -14,8 +14,8 @@ out=${OUT:-/tmp/out}; mkdir -p "$out"
 python3 -m pip install -q --no-deps --no-index .device/infer-wheels/*.whl 2>&1 | tail -2
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpus.txt"
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$out/gpus.txt"
-timeout 150 python3 benchmarks/bench_train_ops.py --backbone resnet50 --norm "$norm" --heads standard \
-    --sizes 400x608 --batches 8 16 --steps 10 --json "$out/train_ops.json" 2>&1 | tail -6 | tee "$out/train_ops.log"
+timeout 150 python3 benchmarks/bench_train_levers.py --backbone resnet50 --norm "$norm" --heads standard \
+    --sizes 400x608 --batch 16 --steps 10 --json "$out/train_levers.json" 2>&1 | tail -6 | tee "$out/train_levers.log"
 [ -f work/ccp400/coco.json ] || python3 -m yeay_nb.convert.ccp --root .device/ccp400s --out work/ccp400/coco.json \
     --workers 16 --no-progress | tail -3
 echo "converted at $((SECONDS - start)) s"

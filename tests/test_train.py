@@ -125,6 +125,23 @@ def test_time_budget_stops_saves_and_evaluates(toy, tmp_path):
     assert again.iterations == result.iterations and again.resumed_from == result.iterations
 
 
+def test_stop_after_pauses_without_eval_and_reruns_go_on_to_the_budget(toy, tmp_path):
+    kw = dict(max_iter=100000, steps=[50000], time_budget_s=6.0, stop_after_s=2.5, skip_test=False,
+              snapshot_iters=100000)
+    first = train(_params(toy, tmp_path, **kw), progress=False)
+    assert first.paused and not first.stopped_by_budget and first.eval is None
+    assert not (tmp_path / "eval.json").exists()
+    assert 2.5 <= load_checkpoint(first.final_checkpoint)["extra"]["train_time_s"] < 6.0
+    runs = [first]
+    while runs[-1].paused:
+        runs.append(train(_params(toy, tmp_path, **kw), progress=False))
+        assert runs[-1].resumed_from == runs[-2].iterations < runs[-1].iterations
+        assert len(runs) <= 4
+    last = runs[-1]
+    assert len(runs) in (2, 3) and last.stopped_by_budget and 6.0 <= last.train_time_s
+    assert (tmp_path / "eval.json").is_file() and last.eval is not None
+
+
 def test_killed_run_resumes_to_the_same_end(toy, tmp_path):
     params_file = tmp_path / "params.yaml"
     out = tmp_path / "train"

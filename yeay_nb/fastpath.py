@@ -231,6 +231,67 @@ def _nms_per_group(boxes, scores, groups, iou: float):
     return nms(boxes + offsets[:, None], scores, iou)
 
 
+NMS_STREAMS = 8  # per-image NMS calls run concurrently on this many CUDA streams (1: one after another)
+_NMS_SIDE: dict = {}  # device -> (thread pool, streams)
+
+
+def _nms_side(device):
+    import concurrent.futures
+
+    import torch
+
+    if device not in _NMS_SIDE:
+        _NMS_SIDE[device] = (concurrent.futures.ThreadPoolExecutor(NMS_STREAMS, thread_name_prefix="yeay-nms"),
+                             [torch.cuda.Stream(device) for _ in range(NMS_STREAMS)])
+    return _NMS_SIDE[device]
+
+
+def nms_images(jobs: Sequence[tuple], iou: float) -> list:
+    """:func:`_nms_per_group` for each ``(boxes, scores, groups)`` of ``jobs`` (one per image); the
+    kept indices of each, as if called one after another.
+
+    Why: torchvision's CUDA NMS ends in a serial pass (``gather_keep_from_mask``) that runs in a
+    single thread block, i.e. on one of the GPU's ~130 multiprocessors, ~2 ms for an RPN's ~7,000
+    boxes; then it reads the kept count back to the host. Called image by image, a batch of 16 holds
+    the whole GPU for ~30 ms per training step. Here the calls run on ``NMS_STREAMS`` CUDA streams
+    from as many host threads (each waits for its own stream with the GIL released), so that many
+    serial passes run side by side. Same kernels, same inputs: the same indices.
+    """
+    import torch
+
+    if not jobs:
+        return []
+    device = jobs[0][0].device
+    if device.type != "cuda" or len(jobs) == 1 or NMS_STREAMS <= 1:
+        return [_nms_per_group(b, s, g, iou) for b, s, g in jobs]
+    pool, streams = _nms_side(device)
+    streams = streams[:min(len(streams), len(jobs))]
+    main = torch.cuda.current_stream(device)
+    inference = torch.is_inference_mode_enabled()
+
+    def run(k: int) -> list:
+        stream = streams[k]
+        # grad/inference mode and autocast are per thread: the worker runs plain float32 NMS
+        with torch.cuda.device(device), torch.cuda.stream(stream), torch.inference_mode(inference), \
+                torch.no_grad():
+            return [(i, _nms_per_group(jobs[i][0].float(), jobs[i][1].float(), jobs[i][2], iou))
+                    for i in range(k, len(jobs), len(streams))]
+
+    for stream in streams:
+        stream.wait_stream(main)  # the boxes and scores are made on the main stream
+    parts = list(pool.map(run, range(len(streams))))
+    out: list = [None] * len(jobs)
+    for k, (stream, part) in enumerate(zip(streams, parts)):
+        main.wait_stream(stream)
+        for i, keep in part:
+            keep.record_stream(main)  # made on a side stream, used on the main one
+            out[i] = keep
+        for i in range(k, len(jobs), len(streams)):
+            for t in jobs[i]:
+                t.record_stream(stream)  # read on a side stream: no reuse of its memory before that is done
+    return out
+
+
 def rpn_outputs(rpn, images, features: dict) -> tuple:
     """The RPN head on every level, flattened per image: B×A objectness logits, B×A×4 deltas
     (both with their graph, for training losses), the anchors (a list per image), the anchor
@@ -307,15 +368,17 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
             out.append(boxes[i, keep])
         return out
     if mark_invalid:
-        for i in range(b):
-            keep = _nms_per_group(boxes[i], ranked[i], levels[i], rpn.nms_thresh)[:top_n]
+        keeps = nms_images([(boxes[i], ranked[i], levels[i]) for i in range(b)], rpn.nms_thresh)
+        for i, keep in enumerate(keeps):
+            keep = keep[:top_n]
             out.append(torch.where(valid[i, keep, None], boxes[i, keep], -1.0))
         return out
+    jobs = []
     for i in range(b):
         v = valid[i].nonzero().squeeze(1)
-        bx, sc, lv = boxes[i, v], scores[i, v], levels[i, v]
-        keep = _nms_per_group(bx, sc, lv, rpn.nms_thresh)[:top_n]
-        out.append(bx[keep])
+        jobs.append((boxes[i, v], scores[i, v], levels[i, v]))
+    for (bx, _, _), keep in zip(jobs, nms_images(jobs, rpn.nms_thresh)):
+        out.append(bx[keep[:top_n]])
     return out
 
 
@@ -337,8 +400,9 @@ def box_detections(rh, class_logits, box_regression, proposals: list, image_size
     per_image = torch.bincount(image_of_roi[roi], minlength=len(counts)).tolist()
     bx, sc, lab = boxes[roi, cls], scores[roi, cls], cls + 1
     all_boxes, all_scores, all_labels = [], [], []
-    for b_i, s_i, l_i in zip(bx.split(per_image), sc.split(per_image), lab.split(per_image)):
-        keep = _nms_per_group(b_i, s_i, l_i, rh.nms_thresh)[:rh.detections_per_img]
+    jobs = list(zip(bx.split(per_image), sc.split(per_image), lab.split(per_image)))
+    for (b_i, s_i, l_i), keep in zip(jobs, nms_images(jobs, rh.nms_thresh)):
+        keep = keep[:rh.detections_per_img]
         all_boxes.append(b_i[keep])
         all_scores.append(s_i[keep])
         all_labels.append(l_i[keep])

@@ -309,12 +309,18 @@ def install(model: Any) -> Any:
     return model
 
 
-def uninstall(model: Any, transform: bool = False) -> Any:
+def uninstall(model: Any, transform: bool = False, norm: bool = False) -> Any:
     """Back to torchvision's own training code (for comparisons); with ``transform`` also its
-    plain input transform (per-image device copies included; no separate test size)."""
+    plain input transform (per-image device copies included; no separate test size); with ``norm``
+    also plain ``nn.GroupNorm`` (float32 under autocast) instead of
+    :class:`~yeay_nb.models.LowPrecisionGroupNorm`."""
     for part, plain, batched in _SWAPS:
         if type(part(model)) is batched:
             part(model).__class__ = plain
+    if norm:
+        from .models import use_low_precision_group_norm
+
+        use_low_precision_group_norm(model, enable=False)
     if transform:
         from torchvision.models.detection.transform import GeneralizedRCNNTransform
 

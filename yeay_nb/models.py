@@ -88,9 +88,40 @@ TEST_TIME_KEYS = ("min_size", "max_size", "test_min_size", "test_max_size", "box
 
 
 # --------------------------------------------------------------------------- building
+
+
+class LowPrecisionGroupNorm(nn.GroupNorm):
+    """GroupNorm that keeps the autocast dtype (bfloat16/float16) instead of running in float32.
+
+    Autocast lists ``group_norm`` among the float32 ops: every GroupNorm of a GN model casts its
+    bfloat16 input up, normalises in float32, writes float32 and the next convolution casts it back
+    down -- three extra passes over the largest activations. PyTorch's GroupNorm kernels accumulate
+    their statistics in float32 for 16-bit inputs, so running them on the 16-bit tensor keeps the
+    statistics exact and only rounds the output, as every convolution's output is rounded anyway.
+    Same parameters and state dict as ``nn.GroupNorm``; outside autocast it is ``nn.GroupNorm``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else None
+        if dtype is None or dtype == torch.float32:
+            return super().forward(x)
+        with torch.autocast(x.device.type, enabled=False):
+            weight = None if self.weight is None else self.weight.to(dtype)
+            bias = None if self.bias is None else self.bias.to(dtype)
+            return nn.functional.group_norm(x.to(dtype), self.num_groups, weight, bias, self.eps)
+
+
+def use_low_precision_group_norm(model: nn.Module, enable: bool = True) -> nn.Module:
+    """Swap every ``nn.GroupNorm`` of ``model`` to :class:`LowPrecisionGroupNorm` (or back), in place."""
+    for m in model.modules():
+        if isinstance(m, nn.GroupNorm):
+            m.__class__ = LowPrecisionGroupNorm if enable else nn.GroupNorm
+    return model
+
+
 def _group_norm(num_channels: int, groups: int = 32) -> nn.GroupNorm:
     # mobilenet has channel counts (e.g. 16, 24, 40) that 32 does not divide
-    return nn.GroupNorm(math.gcd(groups, num_channels), num_channels)
+    return LowPrecisionGroupNorm(math.gcd(groups, num_channels), num_channels)
 
 
 def _norm_layers(norm: str) -> tuple[Callable[..., nn.Module], Optional[Callable[..., nn.Module]]]:

@@ -139,6 +139,10 @@ class TrainParams:
     snapshot_iters: int = 20000
     log_every: int = 20
     time_budget_s: Optional[float] = None  # stop (and checkpoint) after this many seconds
+    # end this invocation after this many seconds of training (checkpoint, no evaluation): rerun the
+    # same command to go on. The schedule still follows time_budget_s / max_iter, so a long run can
+    # be made of several short jobs (preemptible instances, per-call time limits)
+    stop_after_s: Optional[float] = None
     skip_test: bool = False
     device: str = "auto"
     cpu_threads: Optional[int] = None  # torch threads when training on CPU (1 is fastest on a busy machine)

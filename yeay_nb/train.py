@@ -24,7 +24,9 @@ budget is spent, and the lr steps follow whichever comes first, the iteration or
 elapsed time: the decay at ``steps[i]`` happens at fraction ``steps[i] / max_iter`` of
 the iterations *or* of the budget. A budget-bound run therefore still gets its lr drops.
 
-Restarting the same command resumes from ``output_dir/last_checkpoint``.
+Restarting the same command resumes from ``output_dir/last_checkpoint``. ``stop_after_s`` ends
+one invocation early (checkpoint, no evaluation) without changing the schedule, so a long run
+can be made of several short jobs: rerun the same command until it evaluates.
 """
 from __future__ import annotations
 
@@ -117,6 +119,7 @@ class TrainResult:
     iterations: int
     schedule: Schedule
     stopped_by_budget: bool = False
+    paused: bool = False  # ended by stop_after_s before the schedule's end: rerun to resume
     resumed_from: Optional[int] = None
     images_skipped: int = 0
     train_time_s: float = 0.0
@@ -302,7 +305,7 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
 
         it = start_iter
         skipped = 0
-        stopped_by_budget = False
+        stopped_by_budget = paused = False
         t0 = time.perf_counter()
         if it < sched.max_iter and not (sched.time_budget_s and elapsed_before >= sched.time_budget_s):
             loader = train_loader(dataset, t.ims_per_gpu, num_workers=t.num_workers, rank=d.rank,
@@ -370,6 +373,9 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                 if sched.time_budget_s and elapsed_all >= sched.time_budget_s:
                     stopped_by_budget = True
                     break
+                if t.stop_after_s and elapsed_all - elapsed_before >= t.stop_after_s:
+                    paused = True
+                    break
                 if it % sched.snapshot_iters == 0:
                     if d.main:
                         save(out / f"model_{it:07d}.pt", it)
@@ -377,6 +383,9 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
             bar.close()
             del loader
         train_time = elapsed_before + (time.perf_counter() - t0)
+        if paused and (it >= sched.max_iter or (sched.time_budget_s and train_time >= sched.time_budget_s)):
+            # the pause came with the schedule's end: finish (and evaluate) now, not on a rerun
+            paused, stopped_by_budget = False, it < sched.max_iter
         final = out / FINAL_CHECKPOINT
         if d.main and (it != start_iter or not final.is_file()):
             save(final, it)
@@ -385,11 +394,14 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
             print(f"time budget {sched.time_budget_s:g}s spent at iteration {it}/{sched.max_iter}", flush=True)
         if skipped and d.main:
             print(f"{skipped} images failed to decode and were skipped", flush=True)
+        if d.main and paused:
+            print(f"stop_after_s={t.stop_after_s:g}s reached at iteration {it}/{sched.max_iter} "
+                  f"({train_time:.0f}s trained in all): run the same command again to resume", flush=True)
 
         result = TrainResult(output_dir=out, final_checkpoint=final, iterations=it, schedule=sched,
-                             stopped_by_budget=stopped_by_budget, resumed_from=resumed_from, images_skipped=skipped,
+                             stopped_by_budget=stopped_by_budget, paused=paused, resumed_from=resumed_from, images_skipped=skipped,
                              train_time_s=train_time, metrics_file=metrics_path, classes=classes)
-        if not t.skip_test:
+        if not t.skip_test and not paused:
             if d.main:
                 from .evaluate import evaluate
 

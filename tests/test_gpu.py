@@ -1,0 +1,77 @@
+"""CUDA-only checks (run on the lent GPU machine: ``python3 -m pytest -q tests/test_gpu.py``).
+
+The dev machine and CI have no GPU, so these skip there; the CPU tests cover the same code paths
+where they do not depend on CUDA streams.
+"""
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+
+
+def _random_boxes(n, g, device, groups=5):
+    xy = torch.rand(n, 2, generator=g) * 500
+    wh = torch.rand(n, 2, generator=g) * 120 + 1
+    boxes = torch.cat([xy, xy + wh], 1).to(device)
+    scores = torch.rand(n, generator=g).to(device)
+    return boxes, scores, torch.randint(0, groups, (n,), generator=g).to(device)
+
+
+def test_nms_images_on_streams_equals_one_after_another(monkeypatch):
+    from yeay_nb import fastpath
+
+    g = torch.Generator().manual_seed(0)
+    jobs = [_random_boxes(n, g, "cuda") for n in (7000, 0, 1, 350, 4000, 2, 6000, 5000, 3000, 100, 9000)]
+    jobs[3] = (jobs[3][0], jobs[3][1].bfloat16(), jobs[3][2])  # autocast's scores
+    monkeypatch.setattr(fastpath, "NMS_STREAMS", 1)
+    expected = fastpath.nms_images(jobs, 0.7)
+    monkeypatch.setattr(fastpath, "NMS_STREAMS", 8)
+    for _ in range(3):  # the streams and the pool are reused between calls
+        got = fastpath.nms_images(jobs, 0.7)
+        assert [k.tolist() for k in got] == [k.tolist() for k in expected]
+    assert sum(len(k) for k in expected) > 1000
+    with torch.inference_mode():
+        got = fastpath.nms_images(jobs, 0.7)
+    assert [k.tolist() for k in got] == [k.tolist() for k in expected]
+
+
+def test_training_losses_do_not_depend_on_the_nms_streams(monkeypatch):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_train_ops import make_batch
+
+    from yeay_nb import fastpath
+    from yeay_nb.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"arch": "maskrcnn", "backbone": "resnet18", "norm": "gn", "num_classes": 8,
+                         "min_size": 256, "max_size": 384}).cuda().train()
+    images, targets = make_batch(6, 256, 384, 8, torch.device("cuda"))
+    losses = {}
+    for streams in (1, 8):
+        monkeypatch.setattr(fastpath, "NMS_STREAMS", streams)
+        torch.manual_seed(1)  # the samplers' random draws
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            losses[streams] = {k: float(v) for k, v in model(images, targets).items()}
+    assert losses[1] == losses[8]
+
+
+def test_low_precision_group_norm_stays_bf16_and_close_on_cuda():
+    from yeay_nb.models import LowPrecisionGroupNorm
+
+    torch.manual_seed(0)
+    ref = torch.nn.GroupNorm(32, 256).cuda()
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5)
+        ref.bias.uniform_(-0.5, 0.5)
+    x = (torch.randn(4, 256, 40, 60, device="cuda") * 3 + 1).bfloat16().requires_grad_()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        want = ref(x)
+        ref.__class__ = LowPrecisionGroupNorm
+        got = ref(x)
+    assert want.dtype == torch.float32 and got.dtype == torch.bfloat16
+    assert (got.float() - want).abs().max() < 0.05
+    got.float().square().sum().backward()
+    assert ref.weight.grad.dtype == torch.float32 and torch.isfinite(ref.weight.grad).all()

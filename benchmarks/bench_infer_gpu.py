@@ -379,7 +379,7 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = False
     try:
         nv32 = naive(video, person_ckpt, clothing_ckpt, min(16, nv["frames"]), device, tmp / "naive32.json")
-        best_bs = max(args.batch_sizes)
+        best_bs = min(max(args.batch_sizes), 48)  # fp32 activations: twice the memory of bf16
         ours(video, person, clothing, best_bs, best_bs, device, tmp / "warm")
         r = ours(video, person, clothing, nv32["frames"], best_bs, device, tmp / "fp32")
     finally:

@@ -86,3 +86,12 @@ def test_bench_train_ops_counts_fewer_host_syncs_for_the_batched_heads(tmp_path)
     grow = {side: rows[6, side]["fwd_ops"] - rows[2, side]["fwd_ops"] for side in ("torchvision", "batched")}
     assert grow["batched"] * 2 < grow["torchvision"], grow
     assert rows[6, "torchvision"]["sync_ops"] - rows[2, "torchvision"]["sync_ops"] >= 4 * 10  # >= 10 per image
+
+
+def test_bench_train_levers_times_each_lever_on_the_cpu(tmp_path):
+    _run(["benchmarks/bench_train_levers.py", "--sizes", "96x128", "--batch", "2", "--steps", "1", "--rois", "32",
+          "--json", str(tmp_path / "levers.json")])
+    res = json.loads((tmp_path / "levers.json").read_text())
+    assert [r["side"] for r in res["rows"]] == ["torchvision", "batched_targets", "+streamed_nms", "+bf16_groupnorm"]
+    assert all(r["step_ms"] > 0 and r["img_per_s"] > 0 for r in res["rows"])
+    assert res["config"]["norm"] == "gn" and res["config"]["batch"] == 2

@@ -185,3 +185,29 @@ def test_unwrap_ddp_like_wrappers():
     wrapper = torch.nn.Module()
     wrapper.module = inner
     assert unwrap(wrapper) is inner and unwrap(inner) is inner
+
+
+def test_low_precision_group_norm_keeps_bf16_under_autocast_and_is_plain_outside():
+    from yeay_nb.fasttrain import uninstall
+    from yeay_nb.models import LowPrecisionGroupNorm
+
+    torch.manual_seed(0)
+    model = build_model({"arch": "maskrcnn", "backbone": "resnet18", "norm": "gn", "num_classes": 3,
+                         "heads": "light"})
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(type(m) is LowPrecisionGroupNorm for m in norms)
+    gn = norms[0]
+    with torch.no_grad():
+        gn.weight.uniform_(0.5, 1.5)
+        gn.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, gn.num_channels, 12, 10) * 3 + 1
+    plain = torch.nn.functional.group_norm(x, gn.num_groups, gn.weight, gn.bias, gn.eps)
+    assert torch.equal(gn(x), plain)  # no autocast: nn.GroupNorm's own float32 result
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = gn(x.bfloat16())
+    assert low.dtype == torch.bfloat16  # autocast alone would make it float32
+    assert (low.float() - plain).abs().max() < 0.05  # bf16 rounding of the output, statistics in float32
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    uninstall(model, norm=True)
+    assert all(type(m) is torch.nn.GroupNorm for m in model.modules() if isinstance(m, torch.nn.GroupNorm))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())

@@ -9,9 +9,10 @@ Usage::
 Both sides train the same model config for the same number of iterations after a warm-up.
 The naive side is the textbook loop: PIL decode + ``to_tensor`` (float32) in the workers, no
 pinned memory, no aspect grouping, torchvision's own model code, bf16 autocast on CUDA (as the
-issue's reference loop; it was float32 before 2026-11-27, a weaker baseline). Ours is :func:`yeay_nb.train.train` (uint8 decode with
-libjpeg-turbo, pinned memory, aspect-grouped batches, bf16 autocast on CUDA, training targets for the whole
-batch at once: ``yeay_nb.fasttrain``); its img/s is read from ``metrics.jsonl``.
+issue's reference loop; it was float32 before 2026-11-27, a weaker baseline). Ours is
+:func:`yeay_nb.train.train` (uint8 decode with libjpeg-turbo, pinned memory, aspect-grouped
+batches, bf16 autocast on CUDA, training targets for the whole batch at once:
+``yeay_nb.fasttrain``); its img/s is read from ``metrics.jsonl``.
 ``--heads-ablation`` also runs ours with torchvision's per-image target code. Prints one line per side and the ratio.
 """
 from __future__ import annotations

@@ -177,7 +177,8 @@ def main(argv=None) -> dict:
         step = step_fn(model, images, targets, device)
         t0 = time.perf_counter()
         sec = time_steps(step, args.steps, device)
-        row = {"side": name, "first_steps_s": round(time.perf_counter() - t0 - args.steps * sec, 1), "step_ms": round(1000 * sec, 1), "img_per_s": round(args.batch / sec, 2)}
+        row = {"side": name, "first_steps_s": round(time.perf_counter() - t0 - args.steps * sec, 1),
+               "step_ms": round(1000 * sec, 1), "img_per_s": round(args.batch / sec, 2)}
         if device.type == "cuda":
             row["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
             torch.cuda.reset_peak_memory_stats()

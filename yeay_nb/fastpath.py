@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -232,18 +233,24 @@ def _nms_per_group(boxes, scores, groups, iou: float):
 
 
 NMS_STREAMS = 8  # per-image NMS calls run concurrently on this many CUDA streams (1: one after another)
-_NMS_SIDE: dict = {}  # device -> (thread pool, streams)
+_NMS_SIDE: dict = {}  # (device, NMS_STREAMS) -> (thread pool, streams), made on first use
+_NMS_SIDE_LOCK = threading.Lock()
 
 
-def _nms_side(device):
+def _nms_side(device) -> tuple:
+    """The thread pool and CUDA streams for :func:`nms_images` on ``device``. Shared by every
+    caller on the device (e.g. both model threads of the inference path): calls from two threads
+    interleave on the same streams, which only orders them."""
     import concurrent.futures
 
     import torch
 
-    if device not in _NMS_SIDE:
-        _NMS_SIDE[device] = (concurrent.futures.ThreadPoolExecutor(NMS_STREAMS, thread_name_prefix="yeay-nms"),
-                             [torch.cuda.Stream(device) for _ in range(NMS_STREAMS)])
-    return _NMS_SIDE[device]
+    key = (device, NMS_STREAMS)
+    with _NMS_SIDE_LOCK:  # two model threads may make their first call at the same time
+        if key not in _NMS_SIDE:
+            _NMS_SIDE[key] = (concurrent.futures.ThreadPoolExecutor(NMS_STREAMS, thread_name_prefix="yeay-nms"),
+                              [torch.cuda.Stream(device) for _ in range(NMS_STREAMS)])
+        return _NMS_SIDE[key]
 
 
 def nms_images(jobs: Sequence[tuple], iou: float) -> list:

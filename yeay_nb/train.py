@@ -399,8 +399,9 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                   f"({train_time:.0f}s trained in all): run the same command again to resume", flush=True)
 
         result = TrainResult(output_dir=out, final_checkpoint=final, iterations=it, schedule=sched,
-                             stopped_by_budget=stopped_by_budget, paused=paused, resumed_from=resumed_from, images_skipped=skipped,
-                             train_time_s=train_time, metrics_file=metrics_path, classes=classes)
+                             stopped_by_budget=stopped_by_budget, paused=paused, resumed_from=resumed_from,
+                             images_skipped=skipped, train_time_s=train_time, metrics_file=metrics_path,
+                             classes=classes)
         if not t.skip_test and not paused:
             if d.main:
                 from .evaluate import evaluate

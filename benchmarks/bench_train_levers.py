@@ -20,6 +20,10 @@ Rows (each a full forward + backward + SGD step, median wall time); each row add
 - ``+compiled_backbone`` (``--compile``): the backbone and FPN under ``torch.compile``
   (``first_steps_s`` shows the compile time).
 
+``--curve N`` trains N steps from the same initial weights on the same 8 batches with float32
+GroupNorm (twice, with different sampler draws: the noise) and with bf16 GroupNorm, and compares
+the smoothed loss curves (issue 7's "same loss trajectory within noise").
+
 ``--profile`` prints the CUDA kernels that take most of the GPU time of a step of ``batched_targets``
 and ``+bf16_groupnorm`` and the
 GPU's busy time against the step's wall time (host-bound or GPU-bound).
@@ -128,6 +132,49 @@ def compiled_backbone(model):
     return model
 
 
+def loss_curve(model, batches, iters: int, seed: int, device) -> list[float]:
+    """Train ``model`` for ``iters`` steps over ``batches`` (cycled) with the CCP recipe's optimiser
+    (SGD lr 0.02, momentum 0.9, weight decay 1e-4, 50-step linear warm-up, gradient clip 10) and
+    return the total loss of every step. ``seed`` drives the samplers' random draws."""
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.02, momentum=0.9,
+                          weight_decay=1e-4)
+    torch.manual_seed(seed)
+    losses = []
+    for it in range(iters):
+        for g in opt.param_groups:
+            g["lr"] = 0.02 * min(1.0, (it + 1) / 50)
+        images, targets = batches[it % len(batches)]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = sum(model(images, targets).values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def compare_curves(base, make_plain, make_ours, batches, iters: int, device) -> dict:
+    """float32 GroupNorm (torchvision under autocast) vs bf16 GroupNorm from the same initial weights
+    on the same batches; the gap between two float32 runs that differ only in the samplers' draws
+    is the noise to compare against."""
+    curves = {"float32_gn": loss_curve(make_plain(base), batches, iters, 0, device),
+              "float32_gn_other_draws": loss_curve(make_plain(base), batches, iters, 1, device),
+              "bf16_gn": loss_curve(make_ours(base), batches, iters, 0, device)}
+    w = max(1, min(20, iters // 5))
+
+    def smooth(c):
+        return [statistics.mean(c[max(0, i - w + 1):i + 1]) for i in range(len(c))]
+
+    sm = {k: smooth(v) for k, v in curves.items()}
+    half = slice(iters // 2, None)
+    gap = lambda a, b: round(statistics.mean(abs(x - y) for x, y in zip(sm[a][half], sm[b][half])), 4)  # noqa: E731
+    return {"iters": iters, "smooth_window": w, "final_smoothed": {k: round(v[-1], 4) for k, v in sm.items()},
+            "mean_gap_second_half": {"bf16_vs_float32": gap("bf16_gn", "float32_gn"),
+                                     "noise_float32_vs_float32": gap("float32_gn_other_draws", "float32_gn")},
+            "curves": {k: [round(x, 4) for x in v] for k, v in curves.items()}}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="maskrcnn", choices=["maskrcnn", "fasterrcnn"])
@@ -142,6 +189,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--channels-last", action="store_true", help="also time channels_last weights")
     ap.add_argument("--compile", action="store_true", help="also time the backbone under torch.compile")
+    ap.add_argument("--curve", type=int, default=0, metavar="ITERS",
+                    help="also train ITERS steps with float32 vs bf16 GroupNorm and compare the loss curves")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     from yeay_nb import fastpath, fasttrain
@@ -192,6 +241,15 @@ def main(argv=None) -> dict:
     print(f"\n{'side':<20}{'step ms':>9}{'img/s':>9}{'vs torchvision':>16}")
     for r in result["rows"]:
         print(f"{r['side']:<20}{r['step_ms']:>9}{r['img_per_s']:>9}{base / r['step_ms']:>15.2f}x")
+    if args.curve:
+        batches = [make_batch(args.batch, h, w, 26, device, seed=k) for k in range(8)]
+        result["curve"] = compare_curves(ours, lambda m: plain_gn(copy.deepcopy(m)), lambda m: copy.deepcopy(m),
+                                         batches, args.curve, device)
+        c = result["curve"]
+        print(f"\nloss curves over {args.curve} steps (smoothed {c['smooth_window']}): final "
+              f"{c['final_smoothed']}; mean gap in the second half: bf16 vs float32 GroupNorm "
+              f"{c['mean_gap_second_half']['bf16_vs_float32']}, two float32 runs (other sampler draws) "
+              f"{c['mean_gap_second_half']['noise_float32_vs_float32']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return result

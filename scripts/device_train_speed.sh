@@ -2,6 +2,8 @@
 # On a lent GPU machine (one call, ~8 min): training speed of issue 7 target 2 on CCP.
 #  1. benchmarks/bench_train_levers.py: step time, torchvision's training code vs yeay_nb's, one
 #     lever at a time (batched targets, NMS on streams, bf16 GroupNorm), R50-FPN GN at 16 images;
+#     then 300 steps with float32 vs bf16 GroupNorm (loss curves, --curve) and the multi-scale
+#     padding benchmark with step times (bench_multiscale.py: one scale per image vs per batch);
 #  2. benchmarks/bench_train.py --heads-ablation: plain torchvision loop vs yeay_nb.train with the
 #     batched heads vs yeay_nb.train with torchvision's heads, same model/data/batch.
 # Results to $OUT.   carry: .device/ccp400s .device/infer-wheels
@@ -16,6 +18,10 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpus.
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$out/gpus.txt"
 timeout 150 python3 benchmarks/bench_train_levers.py --backbone resnet50 --norm "$norm" --heads standard \
     --sizes 400x608 --batch 16 --steps 10 --json "$out/train_levers.json" 2>&1 | tail -6 | tee "$out/train_levers.log"
+timeout 260 python3 benchmarks/bench_train_levers.py --backbone resnet50 --norm "$norm" --heads standard \
+    --sizes 400x608 --batch 16 --steps 3 --curve 300 --json "$out/train_curve.json" 2>&1 | tail -2 | tee "$out/train_curve.log"
+timeout 120 python3 benchmarks/bench_multiscale.py --step --backbone resnet50 --norm "$norm" --heads standard \
+    --step-batches 24 --json "$out/multiscale.json" 2>&1 | tail -3 | tee "$out/multiscale.log"
 [ -f work/ccp400/coco.json ] || python3 -m yeay_nb.convert.ccp --root .device/ccp400s --out work/ccp400/coco.json \
     --workers 16 --no-progress | tail -3
 echo "converted at $((SECONDS - start)) s"

@@ -90,8 +90,24 @@ def test_bench_train_ops_counts_fewer_host_syncs_for_the_batched_heads(tmp_path)
 
 def test_bench_train_levers_times_each_lever_on_the_cpu(tmp_path):
     _run(["benchmarks/bench_train_levers.py", "--sizes", "96x128", "--batch", "2", "--steps", "1", "--rois", "32",
-          "--json", str(tmp_path / "levers.json")])
+          "--curve", "6", "--json", str(tmp_path / "levers.json")])
     res = json.loads((tmp_path / "levers.json").read_text())
     assert [r["side"] for r in res["rows"]] == ["torchvision", "batched_targets", "+streamed_nms", "+bf16_groupnorm"]
     assert all(r["step_ms"] > 0 and r["img_per_s"] > 0 for r in res["rows"])
     assert res["config"]["norm"] == "gn" and res["config"]["batch"] == 2
+    curves, gaps = res["curve"]["curves"], res["curve"]["mean_gap_second_half"]
+    assert all(len(c) == 6 for c in curves.values())
+    # no autocast on a CPU: bf16 GroupNorm is float32 GroupNorm there, step for step; other draws differ
+    assert curves["bf16_gn"] == curves["float32_gn"] and gaps["bf16_vs_float32"] == 0
+    assert curves["float32_gn_other_draws"] != curves["float32_gn"]
+
+
+def test_bench_multiscale_pads_less_with_one_scale_per_batch(tmp_path):
+    _run(["benchmarks/bench_multiscale.py", "--batches", "15", "--json", str(tmp_path / "ms.json")])
+    res = json.loads((tmp_path / "ms.json").read_text())
+    per_image, per_batch = res["rows"]
+    assert (per_image["scale_per"], per_batch["scale_per"]) == ("image", "batch")
+    # same images, same scale list: a batch drawn at one scale is padded only for aspect ratios
+    assert per_batch["content_share"] > 0.95 > per_image["content_share"]
+    assert per_batch["padded_px_per_image"] < per_image["padded_px_per_image"]
+    assert res["padded_px_ratio"] > 1.2

@@ -180,6 +180,37 @@ def test_train_transform_equals_torchvisions_without_its_per_image_device_copies
     assert len(ours._mean_std) == 1  # made once, reused for every image
 
 
+def test_one_train_scale_per_batch_resizes_every_image_as_torchvision_does_at_that_scale():
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    from yeay_nb.models import TrainTestTransform
+
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    scales = (96, 112, 128)
+    ours = TrainTestTransform(scales, 200, 128, 200, mean, std, scale_per_batch=True).train()
+    per_image = TrainTestTransform(scales, 200, 128, 200, mean, std).train()
+    images, targets = batch([(97, 131), (120, 88), (64, 100), (90, 90)], [3, 2, 0, 1], 5, seed=4)
+    copy_in = lambda: ([i.clone() for i in images], [{k: v.clone() for k, v in x.items()} for x in targets])  # noqa
+    seen, mixed = [], 0
+    for seed in range(12):
+        torch.manual_seed(seed)
+        il, tg = ours(*copy_in())
+        matches = []
+        for s in scales:  # which single scale reproduces the whole batch?
+            ref_il, ref_tg = GeneralizedRCNNTransform((s,), 200, mean, std).train()(*copy_in())
+            if il.image_sizes == ref_il.image_sizes and torch.equal(il.tensors, ref_il.tensors) and all(
+                    torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["masks"], b["masks"])
+                    for a, b in zip(tg, ref_tg)):
+                matches.append(s)
+        assert len(matches) == 1, (seed, matches)
+        seen.append(matches[0])
+        torch.manual_seed(seed)
+        sizes = per_image(*copy_in())[0].image_sizes
+        mixed += len({min(hw) for hw in sizes}) > 1  # torchvision's draws differ within a batch
+    assert set(seen) == set(scales) and mixed >= 6
+    assert ours._batch_scale is None  # the draw does not outlive the batch
+
+
 def test_a_degenerate_box_is_reported_with_its_image_index_as_torchvision_does():
     torch.manual_seed(5)
     m = build_model({"arch": "fasterrcnn", "backbone": "resnet18", "norm": "bn", "heads": "light", "num_classes": 4,

@@ -78,6 +78,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "box_score_thresh": 0.05,
     "trainable_backbone_layers": 3,
     "heads": "standard",
+    # training: one random train scale per batch (all its images) instead of one per image
+    "scale_per_batch": False,
 }
 
 # Settings that only change inference; load_model(**overrides) accepts these.
@@ -140,11 +142,30 @@ class TrainTestTransform(GeneralizedRCNNTransform):
 
     torchvision picks a random ``min_size`` entry when training and the last one in eval;
     we keep the train scales for training and use ``test_min_size`` / ``test_max_size`` in eval.
+
+    ``scale_per_batch``: torchvision draws the train scale per image, and a batch is padded to its
+    largest image, so with several scales nearly every batch costs the largest scale (16 images,
+    6 scales: the largest is drawn in 95% of batches) while the images average the middle one.
+    One draw per batch gives every image the same distribution of scales at the cost of its own.
     """
 
-    def __init__(self, min_size, max_size, test_min_size, test_max_size, image_mean, image_std):
+    def __init__(self, min_size, max_size, test_min_size, test_max_size, image_mean, image_std,
+                 scale_per_batch: bool = False):
         super().__init__(min_size, max_size, image_mean, image_std)
         self.test_min_size, self.test_max_size = int(test_min_size), int(test_max_size)
+        self.scale_per_batch = bool(scale_per_batch)
+        self._batch_scale = None
+
+    def forward(self, images, targets=None):
+        if self.training and self.scale_per_batch:
+            self._batch_scale = self.torch_choice(self.min_size)
+        try:
+            return super().forward(images, targets)
+        finally:
+            self._batch_scale = None
+
+    def _train_scale(self) -> float:
+        return self._batch_scale if self._batch_scale is not None else self.torch_choice(self.min_size)
 
     def normalize(self, image):
         # torchvision builds mean and std from Python lists for every image: two host->device copies,
@@ -161,9 +182,16 @@ class TrainTestTransform(GeneralizedRCNNTransform):
         if self.training:
             if (_resize_image_and_masks is None or target is None or getattr(self, "_skip_resize", False)
                     or "keypoints" in target):
-                return super().resize(image, target)
+                if self._batch_scale is None:
+                    return super().resize(image, target)
+                saved = self.min_size
+                self.min_size = (self._batch_scale,)  # torchvision's resize draws from this tuple
+                try:
+                    return super().resize(image, target)
+                finally:
+                    self.min_size = saved
             h, w = image.shape[-2:]
-            image, target = _resize_image_and_masks(image, self.torch_choice(self.min_size), self.max_size, target,
+            image, target = _resize_image_and_masks(image, self._train_scale(), self.max_size, target,
                                                     self.fixed_size)
             # torchvision's resize_boxes makes its ratios as four device tensors (four synchronising
             # copies per image); the same float32 ratios as Python numbers give the same boxes
@@ -273,7 +301,7 @@ def build_model(config: dict) -> nn.Module:
     )
     model.transform = TrainTestTransform(cfg["min_size"], cfg["max_size"], cfg["test_min_size"],
                                          cfg["test_max_size"], model.transform.image_mean,
-                                         model.transform.image_std)
+                                         model.transform.image_std, scale_per_batch=cfg["scale_per_batch"])
     from .fasttrain import install
 
     return install(model)  # training targets batched (same parameters; eval is torchvision's own code)
@@ -300,6 +328,7 @@ def model_config_from_params(train_params: Any, num_classes: int) -> dict:
         # train from scratch: every layer trains; pretrained: Detectron's freeze-at-2
         "trainable_backbone_layers": 6 if t.weights == "none" else 3,
         "heads": t.heads,
+        "scale_per_batch": t.scale_per_batch,
     })
 
 

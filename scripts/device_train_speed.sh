@@ -16,10 +16,9 @@ out=${OUT:-/tmp/out}; mkdir -p "$out"
 python3 -m pip install -q --no-deps --no-index .device/infer-wheels/*.whl 2>&1 | tail -2
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpus.txt"
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$out/gpus.txt"
-timeout 150 python3 benchmarks/bench_train_levers.py --backbone resnet50 --norm "$norm" --heads standard \
-    --sizes 400x608 --batch 16 --steps 10 --json "$out/train_levers.json" 2>&1 | tail -6 | tee "$out/train_levers.log"
-timeout 260 python3 benchmarks/bench_train_levers.py --backbone resnet50 --norm "$norm" --heads standard \
-    --sizes 400x608 --batch 16 --steps 3 --curve 300 --json "$out/train_curve.json" 2>&1 | tail -2 | tee "$out/train_curve.log"
+timeout 300 python3 benchmarks/bench_train_levers.py --backbone resnet50 --norm "$norm" --heads standard \
+    --sizes 400x608 --batch 16 --steps 10 --curve 300 --json "$out/train_levers.json" 2>&1 | tail -9 \
+    | tee "$out/train_levers.log"
 timeout 120 python3 benchmarks/bench_multiscale.py --step --backbone resnet50 --norm "$norm" --heads standard \
     --step-batches 24 --json "$out/multiscale.json" 2>&1 | tail -3 | tee "$out/multiscale.log"
 [ -f work/ccp400/coco.json ] || python3 -m yeay_nb.convert.ccp --root .device/ccp400s --out work/ccp400/coco.json \

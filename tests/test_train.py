@@ -142,6 +142,32 @@ def test_stop_after_pauses_without_eval_and_reruns_go_on_to_the_budget(toy, tmp_
     assert (tmp_path / "eval.json").is_file() and last.eval is not None
 
 
+def test_two_process_gloo_run_pauses_resumes_and_evaluates_together(toy, tmp_path):
+    """DDP on the CPU (gloo) under torchrun: both ranks pause at the same iteration, resume, and
+    the run that spends the budget evaluates once (a rank-disagreement would hang at a barrier)."""
+    params_file = tmp_path / "params.yaml"
+    out = tmp_path / "train"
+    params_file.write_text(yaml.safe_dump({"work_dir": str(tmp_path), "train": {
+        **TINY, "coco_json": str(toy), "output_dir": "train", "max_iter": 100000, "steps": [50000],
+        "snapshot_iters": 100000, "time_budget_s": 6.0, "stop_after_s": 2.5, "skip_test": False}}))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "yeay_nb.train", "-f", str(params_file), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    logs = []
+    for _ in range(4):
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+        logs.append(done.stdout + done.stderr)
+        assert done.returncode == 0, logs[-1][-3000:]
+        if (out / "eval.json").exists():
+            break
+    assert (out / "eval.json").exists(), logs[-1][-3000:]
+    assert "derived schedule: world_size=2" in logs[0]
+    assert len(logs) >= 2 and all("stop_after_s=2.5s reached" in log for log in logs[:-1])
+    assert "stop_after_s" not in logs[-1] and "time budget 6s spent" in logs[-1]
+    ckpt = load_checkpoint(out / "model_final.pt")
+    assert ckpt["extra"]["world_size"] == 2 and ckpt["extra"]["train_time_s"] >= 6.0
+
+
 def test_killed_run_resumes_to_the_same_end(toy, tmp_path):
     params_file = tmp_path / "params.yaml"
     out = tmp_path / "train"

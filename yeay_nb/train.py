@@ -386,6 +386,10 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
         if paused and (it >= sched.max_iter or (sched.time_budget_s and train_time >= sched.time_budget_s)):
             # the pause came with the schedule's end: finish (and evaluate) now, not on a rerun
             paused, stopped_by_budget = False, it < sched.max_iter
+        if d.world_size > 1:  # the ranks' clocks differ: rank 0 decides, so all evaluate (barrier) or none
+            flags = torch.tensor([float(paused), float(stopped_by_budget)], device=d.device)
+            dist.broadcast(flags, 0)
+            paused, stopped_by_budget = (bool(v) for v in flags.tolist())
         final = out / FINAL_CHECKPOINT
         if d.main and (it != start_iter or not final.is_file()):
             save(final, it)

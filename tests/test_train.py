@@ -17,7 +17,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers_train import make_toy_coco  # noqa: E402
 
-from yeay_nb.errors import CheckpointError  # noqa: E402
+from yeay_nb.errors import CheckpointError, ParamsError  # noqa: E402
 from yeay_nb.models import load_checkpoint, load_model  # noqa: E402
 from yeay_nb.params import params_from_dict  # noqa: E402
 from yeay_nb.train import NonFiniteLossError, add_cli, derive_schedule, find_last_checkpoint, train  # noqa: E402
@@ -166,6 +166,20 @@ def test_two_process_gloo_run_pauses_resumes_and_evaluates_together(toy, tmp_pat
     assert "stop_after_s" not in logs[-1] and "time budget 6s spent" in logs[-1]
     ckpt = load_checkpoint(out / "model_final.pt")
     assert ckpt["extra"]["world_size"] == 2 and ckpt["extra"]["train_time_s"] >= 6.0
+
+
+def test_profile_iters_writes_a_trace_and_a_table_of_those_iterations(toy, tmp_path):
+    result = train(_params(toy, tmp_path, max_iter=6, profile_iters=[2, 4]), progress=False)
+    assert result.iterations == 6
+    trace = json.loads((tmp_path / "profile_2-4.json").read_text())
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    names = {e.get("name", "") for e in events}
+    assert any("conv" in n for n in names) and any("roi_align" in n for n in names)
+    table = (tmp_path / "profile_2-4.txt").read_text()
+    assert "Self CPU" in table and "aten::" in table
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(ParamsError, match="train.profile_iters"):
+        _params(toy, tmp_path, profile_iters=[4, 2])
 
 
 def test_killed_run_resumes_to_the_same_end(toy, tmp_path):

@@ -146,6 +146,9 @@ class TrainParams:
     # same command to go on. The schedule still follows time_budget_s / max_iter, so a long run can
     # be made of several short jobs (preemptible instances, per-call time limits)
     stop_after_s: Optional[float] = None
+    # [start, stop]: trace iterations start+1..stop with torch.profiler (main process) into
+    # output_dir/profile_<start>-<stop>.json (Chrome/Perfetto trace) and a .txt table of the top ops
+    profile_iters: Optional[list[int]] = None
     skip_test: bool = False
     device: str = "auto"
     cpu_threads: Optional[int] = None  # torch threads when training on CPU (1 is fastest on a busy machine)
@@ -425,6 +428,9 @@ def _check(p: Params, file: str) -> None:
     for key in ("max_iter", "ims_per_gpu", "reference_batch", "snapshot_iters"):
         if getattr(t, key) <= 0:
             raise ParamsError("must be positive", file=file, key=f"train.{key}")
+    if t.profile_iters is not None and not (len(t.profile_iters) == 2 and 0 <= t.profile_iters[0] < t.profile_iters[1]):
+        raise ParamsError(f"expected [start, stop] iterations with 0 <= start < stop, got {t.profile_iters}",
+                          file=file, key="train.profile_iters")
     i = p.infer
     if i.stride < 1:
         raise ParamsError("must be at least 1", file=file, key="infer.stride")

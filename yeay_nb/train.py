@@ -205,6 +205,48 @@ def _trim_metrics(path: Path, iteration: int) -> None:
 
 
 # --------------------------------------------------------------------------- training
+class _StepProfiler:
+    """``train.profile_iters = [start, stop]``: torch.profiler from the end of iteration ``start``
+    to the end of iteration ``stop`` (data loading, host work and, on CUDA, the kernels), written as
+    ``profile_<start>-<stop>.json`` (open in chrome://tracing or ui.perfetto.dev) and ``.txt`` (the
+    ops that took the most time) next to the checkpoints."""
+
+    def __init__(self, window: Optional[list[int]], out: Path, device: torch.device, enabled: bool):
+        self.window = tuple(window) if (window and enabled) else None
+        self.out, self.device, self.prof = out, device, None
+
+    def at(self, iteration: int) -> None:
+        """Call with the number of iterations done: before the loop and after every step."""
+        if self.window is None:
+            return
+        start, stop = self.window
+        if iteration == start and self.prof is None:
+            from torch.profiler import ProfilerActivity, profile
+
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
+            self.prof = profile(activities=acts)
+            self.prof.__enter__()
+        elif iteration >= stop and self.prof is not None:
+            self.close()
+
+    def close(self) -> None:
+        if self.prof is None:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        prof, self.prof = self.prof, None
+        prof.__exit__(None, None, None)
+        start, stop = self.window
+        self.window = None
+        base = self.out / f"profile_{start}-{stop}"
+        tmp = base.with_suffix(".json.tmp")
+        prof.export_chrome_trace(str(tmp))
+        os.replace(tmp, base.with_suffix(".json"))
+        key = "self_cuda_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
+        write_text(base.with_suffix(".txt"), prof.key_averages().table(sort_by=key, row_limit=40))
+        print(f"profile of iterations {start + 1}-{stop}: {base}.json / .txt", flush=True)
+
+
 def _amp_context(amp: str, device: torch.device):
     if device.type == "cuda" and amp in ("auto", "bf16"):
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -316,6 +358,8 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                        dynamic_ncols=True)
             window_imgs, window_t = 0, time.perf_counter()
             last_batch = None
+            profiler = _StepProfiler(t.profile_iters, out, d.device, enabled=d.main)
+            profiler.at(it)
             for images, targets, n_failed in loader:
                 skipped += n_failed
                 if not images:
@@ -350,6 +394,7 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                     torch.nn.utils.clip_grad_norm_(trainable, t.clip_grad_norm)
                 optimizer.step()
                 it += 1
+                profiler.at(it)
                 window_imgs += len(images) * d.world_size
                 bar.update(1)
                 if it % t.log_every == 0 or it == sched.max_iter or it == start_iter + 1:
@@ -381,6 +426,7 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                         save(out / f"model_{it:07d}.pt", it)
                     _barrier(d)
             bar.close()
+            profiler.close()  # a window the run did not reach the end of
             del loader
         train_time = elapsed_before + (time.perf_counter() - t0)
         if paused and (it >= sched.max_iter or (sched.time_budget_s and train_time >= sched.time_budget_s)):

@@ -122,3 +122,37 @@ def test_train_loader_yields_batches(toy):
     ds = CocoDetectionDataset(toy, "train", drop_empty=True)
     images, targets, failed = next(iter(train_loader(ds, 2, num_workers=0)))
     assert len(images) == 2 and failed == 0 and all(t["boxes"].shape[1] == 4 for t in targets)
+
+
+def _rare_class_coco(n_images=20, rare=(3, 7)):
+    """Class 1 in every image, class 2 (rare) only in the images listed in ``rare``."""
+    images = [{"id": i + 1, "file_name": f"{i}.jpg", "width": 60, "height": 40} for i in range(n_images)]
+    anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [1, 1, 10, 10], "iscrowd": 0}
+            for i in range(n_images)]
+    anns += [{"id": 100 + i, "image_id": i + 1, "category_id": 2, "bbox": [5, 5, 10, 10], "iscrowd": 0} for i in rare]
+    cats = [{"id": 1, "name": "shirt"}, {"id": 2, "name": "watch"}]
+    return {"images": images, "annotations": anns, "categories": cats}
+
+
+def test_repeat_factors_follow_the_rarest_class_of_each_image():
+    ds = CocoDetectionDataset(_rare_class_coco(), "train", images_dir="/nonexistent", drop_empty=True)
+    factors = ds.repeat_factors(0.4)  # watch in 2/20 images: sqrt(0.4 / 0.1) = 2; shirt everywhere: 1
+    assert factors[3] == factors[7] == pytest.approx(2.0)
+    assert all(f == 1.0 for i, f in enumerate(factors) if i not in (3, 7))
+    assert ds.repeat_factors(0.05) == [1.0] * 20  # no class rarer than 5%
+
+
+def test_sampler_repeats_images_by_their_factors_with_stochastic_rounding():
+    factors = [1.0] * 18 + [2.0, 1.5]
+    it = iter(GroupedInfiniteBatchSampler([1.5] * 20, 1, seed=3, repeat_factors=factors))
+    epochs = 400
+    counts = [0] * 20
+    for _ in range(int(epochs * sum(factors))):  # batch size 1: one index per batch
+        counts[next(it)[0]] += 1
+    per_epoch = [c / epochs for c in counts]
+    assert all(abs(p - 1.0) < 0.02 for p in per_epoch[:18])
+    assert abs(per_epoch[18] - 2.0) < 0.02 and abs(per_epoch[19] - 1.5) < 0.1
+    plain = iter(GroupedInfiniteBatchSampler([1.5] * 20, 1, seed=3))
+    assert sorted(next(plain)[0] for _ in range(20)) == list(range(20))  # without factors: each once
+    with pytest.raises(ValueError, match="3 repeat factors for 20 images"):
+        GroupedInfiniteBatchSampler([1.5] * 20, 1, repeat_factors=[1.0, 1.0, 2.0])

@@ -182,6 +182,15 @@ def test_profile_iters_writes_a_trace_and_a_table_of_those_iterations(toy, tmp_p
         _params(toy, tmp_path, profile_iters=[4, 2])
 
 
+def test_repeat_factor_sampling_is_logged_and_its_threshold_checked(toy, tmp_path, capsys):
+    result = train(_params(toy, tmp_path, max_iter=3, repeat_factor_threshold=1.0), progress=False)
+    assert result.iterations == 3
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("repeat-factor sampling"))
+    assert "threshold 1" in line and "images repeated" in line and "x images per epoch" in line
+    with pytest.raises(ParamsError, match="train.repeat_factor_threshold"):
+        _params(toy, tmp_path, repeat_factor_threshold=1.5)
+
+
 def test_killed_run_resumes_to_the_same_end(toy, tmp_path):
     params_file = tmp_path / "params.yaml"
     out = tmp_path / "train"

@@ -114,6 +114,19 @@ class CocoDetectionDataset(Dataset):
         p = Path(self.records[index][0]["file_name"])
         return p if p.is_absolute() else self.images_dir / p
 
+    def repeat_factors(self, threshold: float) -> list[float]:
+        """Repeat-factor sampling (Gupta et al., LVIS 2019): a class in a fraction ``f`` of the
+        images gets ``max(1, sqrt(threshold / f))``; an image repeats by its rarest class's factor.
+        Rare classes are then seen ~``sqrt(threshold / f)`` times as often per epoch."""
+        per_image = [{a["category_id"] for a in anns} for _, anns in self.records]
+        counts: dict[int, int] = defaultdict(int)
+        for cats in per_image:
+            for c in cats:
+                counts[c] += 1
+        n = len(per_image)
+        factor = {c: max(1.0, math.sqrt(threshold / (k / n))) for c, k in counts.items()}
+        return [max((factor[c] for c in cats), default=1.0) for cats in per_image]
+
     def aspect_ratios(self) -> list[float]:
         """width / height per image, from the json (no decoding)."""
         return [im.get("width", 1) / max(im.get("height", 1), 1) for im, _ in self.records]
@@ -184,17 +197,30 @@ class GroupedInfiniteBatchSampler(Sampler):
     """
 
     def __init__(self, aspect_ratios: list[float], batch_size: int, *, rank: int = 0, world_size: int = 1,
-                 seed: int = 0):
+                 seed: int = 0, repeat_factors: Optional[list[float]] = None):
         self.groups = [0 if r >= 1.0 else 1 for r in aspect_ratios]
         self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
+        if repeat_factors is not None and len(repeat_factors) != len(self.groups):
+            raise ValueError(f"{len(repeat_factors)} repeat factors for {len(self.groups)} images")
+        self.repeat_factors = repeat_factors
+
+    def _epoch_indices(self, g: torch.Generator) -> list[int]:
+        """Every image once, or with repeat factors ``r``: ``floor(r)`` times plus once more with
+        probability ``r - floor(r)`` (stochastic rounding, drawn anew each epoch)."""
+        if self.repeat_factors is None:
+            return list(range(len(self.groups)))
+        r = torch.tensor(self.repeat_factors, dtype=torch.float64)
+        reps = (r.floor() + (torch.rand(len(r), generator=g, dtype=torch.float64) < r - r.floor())).long()
+        return torch.repeat_interleave(torch.arange(len(r)), reps).tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
-        n = len(self.groups)
         buckets: dict[int, list[int]] = {0: [], 1: []}
         epoch = 0
         while True:
             g = torch.Generator().manual_seed(self.seed + epoch)
-            order = torch.randperm(n, generator=g).tolist()
+            indices = self._epoch_indices(g)
+            n = len(indices)
+            order = [indices[i] for i in torch.randperm(n, generator=g).tolist()]
             # pad so each rank gets the same count even when n < world_size
             order = (order * math.ceil(self.world_size / n + 1))[: max(n, self.world_size)]
             for idx in order[self.rank::self.world_size]:
@@ -210,10 +236,11 @@ class GroupedInfiniteBatchSampler(Sampler):
 
 
 def train_loader(dataset: CocoDetectionDataset, ims_per_gpu: int, *, num_workers: int = 2, rank: int = 0,
-                 world_size: int = 1, seed: int = 0, pin_memory: bool = False) -> DataLoader:
+                 world_size: int = 1, seed: int = 0, pin_memory: bool = False,
+                 repeat_factors: Optional[list[float]] = None) -> DataLoader:
     """Endless loader of aspect-grouped batches for one process (see module docstring)."""
     sampler = GroupedInfiniteBatchSampler(dataset.aspect_ratios(), ims_per_gpu, rank=rank,
-                                          world_size=world_size, seed=seed)
+                                          world_size=world_size, seed=seed, repeat_factors=repeat_factors)
     extra = {"persistent_workers": True, "prefetch_factor": 4} if num_workers > 0 else {}
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
                       pin_memory=pin_memory, **extra)

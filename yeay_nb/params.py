@@ -133,6 +133,9 @@ class TrainParams:
     norm: Literal["frozen_bn", "bn", "gn"] = "frozen_bn"
     heads: Literal["standard", "light"] = "standard"  # light: ~3x cheaper ROI heads (CPU demos)
     hflip: bool = True
+    # repeat-factor sampling (LVIS): images with classes in fewer than this fraction of the training
+    # images repeat sqrt(threshold / fraction) times per epoch; None: every image once
+    repeat_factor_threshold: Optional[float] = None
     # training targets (matching, sampling, losses) for the whole batch at once (yeay_nb.fasttrain);
     # false: torchvision's per-image code (same losses, ~10x more host synchronisations per step)
     batched_heads: bool = True
@@ -428,6 +431,9 @@ def _check(p: Params, file: str) -> None:
     for key in ("max_iter", "ims_per_gpu", "reference_batch", "snapshot_iters"):
         if getattr(t, key) <= 0:
             raise ParamsError("must be positive", file=file, key=f"train.{key}")
+    if t.repeat_factor_threshold is not None and not 0 < t.repeat_factor_threshold <= 1:
+        raise ParamsError(f"must be in (0, 1], got {t.repeat_factor_threshold}", file=file,
+                          key="train.repeat_factor_threshold")
     if t.profile_iters is not None and not (len(t.profile_iters) == 2 and 0 <= t.profile_iters[0] < t.profile_iters[1]):
         raise ParamsError(f"expected [start, stop] iterations with 0 <= start < stop, got {t.profile_iters}",
                           file=file, key="train.profile_iters")

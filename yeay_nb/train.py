@@ -350,9 +350,15 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
         stopped_by_budget = paused = False
         t0 = time.perf_counter()
         if it < sched.max_iter and not (sched.time_budget_s and elapsed_before >= sched.time_budget_s):
+            factors = dataset.repeat_factors(t.repeat_factor_threshold) if t.repeat_factor_threshold else None
+            if factors is not None and d.main and start_iter == 0:
+                print(f"repeat-factor sampling (threshold {t.repeat_factor_threshold:g}): "
+                      f"{sum(f > 1 for f in factors)} of {len(factors)} images repeated, "
+                      f"{sum(factors) / len(factors):.2f}x images per epoch, largest factor {max(factors):.2f}",
+                      flush=True)
             loader = train_loader(dataset, t.ims_per_gpu, num_workers=t.num_workers, rank=d.rank,
                                   world_size=d.world_size, seed=seed + start_iter,
-                                  pin_memory=d.device.type == "cuda")
+                                  pin_memory=d.device.type == "cuda", repeat_factors=factors)
             model.train()
             bar = tqdm(total=sched.max_iter, initial=it, desc="train", disable=not (progress and d.main),
                        dynamic_ncols=True)

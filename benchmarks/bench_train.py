@@ -13,7 +13,9 @@ issue's reference loop; it was float32 before 2026-11-27, a weaker baseline). Ou
 :func:`yeay_nb.train.train` (uint8 decode with libjpeg-turbo, pinned memory, aspect-grouped
 batches, bf16 autocast on CUDA, training targets for the whole batch at once:
 ``yeay_nb.fasttrain``); its img/s is read from ``metrics.jsonl``.
-``--heads-ablation`` also runs ours with torchvision's per-image target code. Prints one line per side and the ratio.
+``--heads-ablation`` also runs ours with torchvision's per-image target code; ``--profile-out DIR``
+runs ours once more under torch.profiler (``train.profile_iters``) for 3 iterations. Prints one line
+per side and the ratio.
 """
 from __future__ import annotations
 
@@ -88,11 +90,11 @@ def naive_loop(args, coco_json: Path, cfg: dict, device: torch.device) -> float:
     return args.iters * args.batch / (time.perf_counter() - t0)
 
 
-def ours(args, coco_json: Path, out: Path, batched_heads: bool = True) -> float:
+def ours(args, coco_json: Path, out: Path, batched_heads: bool = True, profile_iters=None) -> float:
     from yeay_nb.params import params_from_dict
     from yeay_nb.train import read_metrics, train
 
-    run_dir = out / f"ours{int(batched_heads)}"
+    run_dir = out / f"ours{int(batched_heads)}{'_profiled' if profile_iters else ''}"
     p = params_from_dict({"work_dir": str(out), "train": {
         "model": args.model, "backbone": args.backbone, "norm": args.norm, "weights": "none", "base_lr": 0.001,
         "max_iter": args.iters + args.warmup, "steps": [10**6], "warmup_iters": 0, "ims_per_gpu": args.batch,
@@ -100,8 +102,19 @@ def ours(args, coco_json: Path, out: Path, batched_heads: bool = True) -> float:
         "test_scale": args.scales[-1], "test_max_size": args.max_size, "num_workers": args.workers,
         "snapshot_iters": 10**6, "log_every": max(1, args.warmup), "skip_test": True, "coco_json": str(coco_json),
         "output_dir": str(run_dir), "cpu_threads": args.cpu_threads,
-        "batched_heads": batched_heads}})
+        "batched_heads": batched_heads, "profile_iters": profile_iters}})
     train(p, progress=False)
+    if profile_iters:  # the trace and its table, beside the other results (the trace gzipped: ~10x smaller)
+        import gzip
+        import shutil
+
+        args.profile_out.mkdir(parents=True, exist_ok=True)
+        for f in run_dir.glob("profile_*"):
+            if f.suffix == ".json":
+                with open(f, "rb") as src, gzip.open(args.profile_out / (f.name + ".gz"), "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            else:
+                shutil.copy(f, args.profile_out / f.name)
     rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["iteration"] > args.warmup]
     return rows[-1]["img_per_s"]  # the window after the warm-up iterations
 
@@ -122,6 +135,9 @@ def main() -> None:
     ap.add_argument("--cpu-threads", type=int, default=1)
     ap.add_argument("--heads-ablation", action="store_true",
                     help="also run ours with train.batched_heads false (torchvision's per-image targets)")
+    ap.add_argument("--profile-out", type=Path, default=None,
+                    help="also run ours once more with train.profile_iters over 3 iterations after the warm-up "
+                         "and copy the trace (.json.gz) and its op table (.txt) here")
     args = ap.parse_args()
     from yeay_nb.models import full_config
 
@@ -144,6 +160,8 @@ def main() -> None:
         ips_ours = ours(args, coco_json, tmp)
         # the same trainer with torchvision's per-image target code: what the batched heads add
         ips_tv_heads = ours(args, coco_json, tmp, batched_heads=False) if args.heads_ablation else None
+        if args.profile_out:  # a separate run: the profiler's overhead stays out of the img/s above
+            ours(args, coco_json, tmp, profile_iters=[args.warmup + 2, args.warmup + 5])
     print(json.dumps({"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                       "torch": torch.__version__, "naive_img_per_s": round(ips_naive, 4),
                       "ours_img_per_s": round(ips_ours, 4), "speedup": round(ips_ours / ips_naive, 3),

@@ -5,7 +5,8 @@
 #     then 300 steps with float32 vs bf16 GroupNorm (loss curves, --curve) and the multi-scale
 #     padding benchmark with step times (bench_multiscale.py: one scale per image vs per batch);
 #  2. benchmarks/bench_train.py --heads-ablation: plain torchvision loop vs yeay_nb.train with the
-#     batched heads vs yeay_nb.train with torchvision's heads, same model/data/batch.
+#     batched heads vs yeay_nb.train with torchvision's heads, same model/data/batch, and a profile
+#     of 3 iterations of ours (trace + op table in $OUT/profile/: where the loop loses to the step).
 # Results to $OUT.   carry: .device/ccp400s .device/infer-wheels
 #   bash scripts/device_train_speed.sh [NORM]      (NORM: gn (default) or bn)
 set -uo pipefail
@@ -27,5 +28,5 @@ echo "converted at $((SECONDS - start)) s"
 left=$((570 - (SECONDS - start)))
 timeout $((left - 10)) python3 benchmarks/bench_train.py --coco-json work/ccp400/coco.json --model maskrcnn \
     --backbone resnet50 --norm "$norm" --batch 16 --scales 400 --max-size 667 --iters 30 --warmup 8 --workers 12 \
-    --heads-ablation 2>&1 | tail -3 | tee "$out/bench_train.json"
+    --heads-ablation --profile-out "$out/profile" 2>&1 | tail -3 | tee "$out/bench_train.json"
 echo "all done at $((SECONDS - start)) s"

@@ -213,13 +213,14 @@ class _StepProfiler:
 
     def __init__(self, window: Optional[list[int]], out: Path, device: torch.device, enabled: bool):
         self.window = tuple(window) if (window and enabled) else None
-        self.out, self.device, self.prof = out, device, None
+        self.out, self.device, self.prof, self.last = out, device, None, 0
 
     def at(self, iteration: int) -> None:
         """Call with the number of iterations done: before the loop and after every step."""
         if self.window is None:
             return
         start, stop = self.window
+        self.last = iteration
         if iteration == start and self.prof is None:
             from torch.profiler import ProfilerActivity, profile
 
@@ -236,7 +237,7 @@ class _StepProfiler:
             torch.cuda.synchronize(self.device)
         prof, self.prof = self.prof, None
         prof.__exit__(None, None, None)
-        start, stop = self.window
+        start, stop = self.window[0], min(self.window[1], self.last)  # the run may end inside the window
         self.window = None
         base = self.out / f"profile_{start}-{stop}"
         tmp = base.with_suffix(".json.tmp")

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def image_sizes(coco_json: str | None, n: int, seed: int) -> list[tuple[int, int]]:
+def image_sizes(coco_json: str | None, n: int) -> list[tuple[int, int]]:
     """(h, w) of the training images in ``coco_json``, else CCP's: 400x600 portrait (the carried copy)."""
     if coco_json:
         doc = json.loads(Path(coco_json).read_text())
@@ -78,7 +78,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     from yeay_nb.models import TrainTestTransform
 
-    sizes = image_sizes(args.coco_json, 64, args.seed)
+    sizes = image_sizes(args.coco_json, 64)
     batch_list = list(batches(sizes, args.batch, args.batches, args.seed))
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     result = {"config": vars(args), "rows": []}

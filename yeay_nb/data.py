@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -119,10 +119,7 @@ class CocoDetectionDataset(Dataset):
         images gets ``max(1, sqrt(threshold / f))``; an image repeats by its rarest class's factor.
         Rare classes are then seen ~``sqrt(threshold / f)`` times as often per epoch."""
         per_image = [{a["category_id"] for a in anns} for _, anns in self.records]
-        counts: dict[int, int] = defaultdict(int)
-        for cats in per_image:
-            for c in cats:
-                counts[c] += 1
+        counts = Counter(c for cats in per_image for c in cats)  # images per class
         n = len(per_image)
         factor = {c: max(1.0, math.sqrt(threshold / (k / n))) for c, k in counts.items()}
         return [max((factor[c] for c in cats), default=1.0) for cats in per_image]

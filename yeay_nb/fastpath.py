@@ -272,7 +272,7 @@ def nms_images(jobs: Sequence[tuple], iou: float) -> list:
     if device.type != "cuda" or len(jobs) == 1 or NMS_STREAMS <= 1:
         return [_nms_per_group(b, s, g, iou) for b, s, g in jobs]
     pool, streams = _nms_side(device)
-    streams = streams[:min(len(streams), len(jobs))]
+    streams = streams[:len(jobs)]
     main = torch.cuda.current_stream(device)
     inference = torch.is_inference_mode_enabled()
 

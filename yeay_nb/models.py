@@ -158,14 +158,15 @@ class TrainTestTransform(GeneralizedRCNNTransform):
 
     def forward(self, images, targets=None):
         if self.training and self.scale_per_batch:
-            self._batch_scale = self.torch_choice(self.min_size)
+            self._batch_scale = super().torch_choice(self.min_size)
         try:
             return super().forward(images, targets)
         finally:
             self._batch_scale = None
 
-    def _train_scale(self) -> float:
-        return self._batch_scale if self._batch_scale is not None else self.torch_choice(self.min_size)
+    def torch_choice(self, k: list[int]) -> int:
+        # every per-image draw of the train scale goes through here (torchvision's resize too)
+        return self._batch_scale if self._batch_scale is not None else super().torch_choice(k)
 
     def normalize(self, image):
         # torchvision builds mean and std from Python lists for every image: two host->device copies,
@@ -182,16 +183,9 @@ class TrainTestTransform(GeneralizedRCNNTransform):
         if self.training:
             if (_resize_image_and_masks is None or target is None or getattr(self, "_skip_resize", False)
                     or "keypoints" in target):
-                if self._batch_scale is None:
-                    return super().resize(image, target)
-                saved = self.min_size
-                self.min_size = (self._batch_scale,)  # torchvision's resize draws from this tuple
-                try:
-                    return super().resize(image, target)
-                finally:
-                    self.min_size = saved
+                return super().resize(image, target)
             h, w = image.shape[-2:]
-            image, target = _resize_image_and_masks(image, self._train_scale(), self.max_size, target,
+            image, target = _resize_image_and_masks(image, self.torch_choice(self.min_size), self.max_size, target,
                                                     self.fixed_size)
             # torchvision's resize_boxes makes its ratios as four device tensors (four synchronising
             # copies per image); the same float32 ratios as Python numbers give the same boxes

@@ -226,7 +226,7 @@ class _StepProfiler:
 
             acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
             self.prof = profile(activities=acts)
-            self.prof.__enter__()
+            self.prof.start()
         elif iteration >= stop and self.prof is not None:
             self.close()
 
@@ -236,7 +236,7 @@ class _StepProfiler:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         prof, self.prof = self.prof, None
-        prof.__exit__(None, None, None)
+        prof.stop()
         start, stop = self.window[0], min(self.window[1], self.last)  # the run may end inside the window
         self.window = None
         base = self.out / f"profile_{start}-{stop}"

@@ -113,6 +113,28 @@ def make_checkpoints(tmp: Path, backbone: str, test_min: int, test_max: int, log
     return paths[0], paths[1]
 
 
+def trained_checkpoints(tmp: Path, ckpt: Path, test_min: int, test_max: int) -> tuple[Path, Path]:
+    """The person and clothing models from one trained Mask R-CNN checkpoint (e.g. CCP's, whose
+    classes hold ``person`` and the clothing taxonomy): the person side is the checkpoint itself,
+    the clothing side its Faster R-CNN part (the mask head's weights dropped); both at the
+    benchmark's test size and 100 detections a frame. For the bf16 tolerance check, which random
+    networks cannot show (their classes hang on tiny logit gaps)."""
+    from yeay_nb.models import build_model, load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(ckpt)
+    cfg = dict(state["model_config"], test_min_size=test_min, test_max_size=test_max, box_detections_per_img=100)
+    if cfg.get("arch") != "maskrcnn" or "person" not in state["classes"]:
+        raise SystemExit(f"--trained {ckpt}: needs a Mask R-CNN checkpoint with a 'person' class")
+    paths = []
+    for name, arch in (("person", "maskrcnn"), ("clothing", "fasterrcnn")):
+        c = dict(cfg, arch=arch)
+        weights = {k: v for k, v in state["model"].items() if arch == "maskrcnn" or not k.startswith("roi_heads.mask_")}
+        model = build_model(c)
+        model.load_state_dict(weights)
+        paths.append(save_checkpoint(tmp / f"{name}.pt", model=model, classes=list(state["classes"]), model_config=c))
+    return paths[0], paths[1]
+
+
 # --------------------------------------------------------------------------- naive loop
 def naive(video: Path, person_ckpt: Path, clothing_ckpt: Path, frames: int, device: str, out_json: Path,
           score_floor: float = 0.05, mask_thresh: float = 0.5) -> dict:
@@ -324,6 +346,9 @@ def main() -> None:
                     help="also run with each fast-path switch flipped in turn (all, or the ones named)")
     ap.add_argument("--profile", default=None, help="write a profiler table of the models here")
     ap.add_argument("--tiny", action="store_true", help="CPU smoke mode: tiny synthetic video, resnet18")
+    ap.add_argument("--trained", default=None, metavar="CKPT",
+                    help="use a trained Mask R-CNN checkpoint with a 'person' class for both models (its box part "
+                         "as the clothing model) instead of the calibrated random ones")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -348,9 +373,13 @@ def main() -> None:
 
     with VideoReader(video) as r:
         calib = next(iter(r.frames(max_frames=1)))[1]
-    person_ckpt, clothing_ckpt = make_checkpoints(tmp, args.backbone, *args.test_size, args.logit_std, calib)
+    if args.trained:
+        person_ckpt, clothing_ckpt = trained_checkpoints(tmp, Path(args.trained), *args.test_size)
+    else:
+        person_ckpt, clothing_ckpt = make_checkpoints(tmp, args.backbone, *args.test_size, args.logit_std, calib)
     result: dict = {"device": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor(),
                     "torch": torch.__version__, "video": str(video), "backbone": args.backbone,
+                    "weights": f"trained: {args.trained}" if args.trained else "untrained, calibrated on frame 0",
                     "test_size": args.test_size, "date": time.strftime("%Y-%m-%d")}
     print(f"[bench] {result}", flush=True)
     nv = naive(video, person_ckpt, clothing_ckpt, args.naive_frames, device, tmp / "naive.json")

@@ -2,7 +2,7 @@
 
 Usage (a multi-GPU machine; every count must fit the visible cards)::
 
-    python benchmarks/bench_scaling.py --coco-json work/ccp400/coco.json \
+    python benchmarks/bench_scaling.py --coco-json work/ccp400s/coco.json \
         --params params/gpu-train-ccp.yaml --train-gpus 1 2 4 --budget-s 40 \
         --videos ../shared/data/videos/juggle.mp4 --copies 8 --max-frames 96 --infer-gpus 1 2 4 \
         --json scaling.json

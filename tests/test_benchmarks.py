@@ -78,6 +78,43 @@ def test_bench_infer_gpu_tiny_matches_the_naive_loop(tmp_path):
     assert res["naive"]["fps"] > 0 and res["best"]["fps"] > 0
 
 
+@pytest.mark.slow
+def test_bench_infer_gpu_runs_a_trained_checkpoint_as_both_models(tmp_path):
+    """--trained: one Mask R-CNN checkpoint (a CCP-like class list with 'person') gives the person
+    model and, without its mask head, the clothing model; the fp32 check still matches exactly."""
+    import torch
+
+    from yeay_nb.models import build_model, load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    classes = ["__background__", "person", "shirt", "pants"]
+    cfg = {"arch": "maskrcnn", "backbone": "resnet18", "norm": "gn", "heads": "light", "num_classes": 4}
+    ckpt = save_checkpoint(tmp_path / "ccp.pt", model=build_model(cfg), classes=classes, model_config=cfg)
+    res = _last_json(_run(["benchmarks/bench_infer_gpu.py", "--tiny", "--trained", str(ckpt),
+                           "--json", str(tmp_path / "r.json")]))
+    full = json.loads((tmp_path / "r.json").read_text())
+    assert full["weights"] == f"trained: {ckpt}"
+    assert full["check_fp32"]["items_naive"] > 0 and full["check_fp32"]["match_rate"] == 1.0
+    assert res["naive"]["fps"] > 0 and res["best"]["fps"] > 0
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_infer_gpu", ROOT / "benchmarks" / "bench_infer_gpu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "y").mkdir()
+    person, clothing = (load_checkpoint(p) for p in mod.trained_checkpoints(tmp_path / "y", ckpt, 128, 224))
+    assert person["model_config"]["arch"] == "maskrcnn" and clothing["model_config"]["arch"] == "fasterrcnn"
+    assert not any(k.startswith("roi_heads.mask_") for k in clothing["model"])
+    assert all(torch.equal(v, person["model"][k]) for k, v in clothing["model"].items())
+    for c in (person, clothing):
+        cfg_ = c["model_config"]
+        assert (cfg_["test_min_size"], cfg_["test_max_size"], cfg_["box_detections_per_img"]) == (128, 224, 100)
+    other = save_checkpoint(tmp_path / "np.pt", model=build_model(cfg), classes=["__background__", "a", "b", "c"],
+                            model_config=cfg)
+    with pytest.raises(SystemExit, match="needs a Mask R-CNN checkpoint with a 'person' class"):
+        mod.trained_checkpoints(tmp_path / "y", other, 128, 224)
+
+
 def test_bench_train_ops_counts_fewer_host_syncs_for_the_batched_heads(tmp_path):
     _run(["benchmarks/bench_train_ops.py", "--sizes", "96x128", "--batches", "2", "6", "--steps", "1",
           "--rois", "64", "--rpn-top-n", "300", "150", "--json", str(tmp_path / "ops.json")])

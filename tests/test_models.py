@@ -52,6 +52,29 @@ def test_light_heads_are_smaller_and_survive_a_checkpoint_round_trip(tmp_path):
         full_config({"num_classes": 3, "heads": "tiny"})
 
 
+def test_mlp_heads_replace_only_the_box_head_convs_and_survive_a_checkpoint_round_trip(tmp_path):
+    cfg = _cfg(backbone="resnet18", heads="mlp")
+    mlp, standard = build_model(cfg), build_model(_cfg(backbone="resnet18"))
+    convs = lambda m: [x for x in m.modules() if isinstance(x, torch.nn.Conv2d)]  # noqa: E731
+    fcs = [x for x in mlp.roi_heads.box_head.modules() if isinstance(x, torch.nn.Linear)]
+    assert not convs(mlp.roi_heads.box_head) and len(convs(standard.roi_heads.box_head)) == 4
+    assert [f.out_features for f in fcs] == [1024, 1024] and fcs[0].in_features == 256 * 7 * 7
+    # the rest is the standard GN layout: same RPN, mask head and predictors
+    for part in ("rpn", "roi_heads.mask_head", "roi_heads.mask_predictor", "roi_heads.box_predictor"):
+        a, b = mlp.get_submodule(part).state_dict(), standard.get_submodule(part).state_dict()
+        assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}, part
+    mlp.train()
+    target = {"boxes": torch.tensor([[10.0, 10, 60, 80]]), "labels": torch.tensor([2]),
+              "masks": torch.zeros(1, 96, 128, dtype=torch.uint8)}
+    losses = mlp([torch.rand(3, 96, 128)], [target])
+    assert {"loss_classifier", "loss_mask"} <= set(losses) and all(torch.isfinite(v) for v in losses.values())
+    save_checkpoint(tmp_path / "mlp.pt", model=mlp, classes=CLASSES, model_config=cfg)
+    loaded, _, cfg2 = load_model(tmp_path / "mlp.pt")
+    assert cfg2["heads"] == "mlp"
+    assert all(torch.equal(v, mlp.state_dict()[k]) for k, v in loaded.state_dict().items())
+    assert params_from_dict({"train": {"heads": "mlp"}}).train.heads == "mlp"
+
+
 def test_frozen_bn_layout_matches_torchvision_v1_names():
     # COCO weights of torchvision's v1 Faster R-CNN must fit by name and shape
     from torchvision.models.detection import fasterrcnn_resnet50_fpn

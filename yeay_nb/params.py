@@ -131,7 +131,9 @@ class TrainParams:
     rpn_post_nms_top_n_test: int = 1000
     detections_per_image: int = 100
     norm: Literal["frozen_bn", "bn", "gn"] = "frozen_bn"
-    heads: Literal["standard", "light"] = "standard"  # light: ~3x cheaper ROI heads (CPU demos)
+    # light: ~3x cheaper ROI heads (CPU demos); mlp: the standard normed heads but a 2-FC box head
+    # (no convs on each ROI; only differs from standard where norm is bn or gn)
+    heads: Literal["standard", "light", "mlp"] = "standard"
     hflip: bool = True
     # repeat-factor sampling (LVIS): images with classes in fewer than this fraction of the training
     # images repeat sqrt(threshold / fraction) times per epoch; None: every image once

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# On a lent machine with several GPUs: one CCP training variant per GPU, all at once, each the
+# 430 s recipe of params/gpu-train-ccp.yaml plus its own "-p key value" overrides. Every run
+# gets a whole GPU (time budgets stay comparable with one-GPU runs; the host's cores are shared:
+# 16 per GPU on nvidia-h100-x4, as on nvidia-h100-x1). The variant named "base" (no overrides)
+# is the same-run reference. Per variant, $OUT/<name>/ gets train.log, metrics.jsonl, eval.json;
+# $OUT/sweep.txt gets one summary line each.
+#   carry (first call on a machine): .device/ccp400 .device/lead-wheels
+#   bash scripts/device_sweep_ccp.sh 'base|' 'rfs|-p train.repeat_factor_threshold 0.1' ...
+# The data is copied to /tmp/ccp400 and converted to /tmp/ccpwork/coco.json once per machine, so
+# later calls on the same warm machine need not carry it again.
+set -uo pipefail
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
+out=${OUT:-/tmp/out}; mkdir -p "$out"
+if [ -d .device/lead-wheels ]; then python3 -m pip install -q --no-deps .device/lead-wheels/*.whl 2>&1 | tail -2; fi
+[ -d /tmp/ccp400 ] || cp -r .device/ccp400 /tmp/ccp400
+python3 scripts/check_ccp_json.py /tmp/ccpwork/coco.json 1004 2>/dev/null \
+    || python3 -m yeay_nb.convert.ccp --root /tmp/ccp400 --out /tmp/ccpwork/coco.json --workers 16 --no-progress | tail -2
+python3 scripts/check_ccp_json.py /tmp/ccpwork/coco.json 1004 | tee "$out/data.txt" || exit 3
+ngpu=$(nvidia-smi -L | wc -l)
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1 | tee "$out/gpus.txt"
+echo "gpus: $ngpu" | tee -a "$out/gpus.txt"
+[ "$(($# + ${GPU_OFFSET:-0}))" -le "$ngpu" ] || { echo "$# variants but $ngpu GPUs" >&2; exit 2; }
+i=${GPU_OFFSET:-0}  # GPU_OFFSET=1: leave GPU 0 to other work in the same call
+pids=()
+for spec in "$@"; do
+    name=${spec%%|*}
+    overrides=${spec#*|}
+    mkdir -p "$out/$name" "/tmp/ccpruns/$name"
+    printf '%s\n' "$overrides" > "/tmp/ccpruns/$name/overrides.txt"
+    eval "ov=($overrides)"  # shell words, so a quoted value may hold spaces
+    CUDA_VISIBLE_DEVICES=$i python3 -m yeay_nb.train -f params/gpu-train-ccp.yaml \
+        -p convert.ccp.root /tmp/ccp400 -p train.coco_json /tmp/ccpwork/coco.json \
+        -p train.output_dir "/tmp/ccpruns/$name" "${ov[@]}" 2>&1 | tr '\r' '\n' \
+        | grep --line-buffered -v "^train: .*it/s\]$" > "$out/$name/train.log" &
+    pids+=($!)
+    i=$((i + 1))
+done
+for p in "${pids[@]}"; do wait "$p"; done
+for spec in "$@"; do
+    name=${spec%%|*}
+    cp /tmp/ccpruns/"$name"/metrics.jsonl /tmp/ccpruns/"$name"/eval.json /tmp/ccpruns/"$name"/overrides.txt "$out/$name/" 2>/dev/null
+done
+python3 scripts/sweep_summary.py /tmp/ccpruns 2>&1 | tee "$out/sweep.txt" | grep -v "^\[{"

@@ -1,0 +1,133 @@
+"""Summarise CCP sweep runs (``scripts/device_sweep_ccp.sh``) and propose the next round.
+
+Each run folder holds ``eval.json``, ``metrics.jsonl`` and ``overrides.txt`` (its "-p key value"
+words). Printed per run: iterations, median img/s, person mask AP, person box AP and the mean
+clothing box AP (every class with validation boxes except ``person``), and the gain over the
+run named ``base`` (the mean of ``base`` and ``base_s1`` where both exist; their difference is
+the noise that a lever must beat).
+
+    python scripts/sweep_summary.py /tmp/ccpruns                 # table
+    python scripts/sweep_summary.py /tmp/ccpruns --next 4        # 4 "name|overrides" specs
+
+``--next``: the single-lever runs (names without "+") that beat the base by more than the
+noise, combined greedily best first (a lever that sets a key already set is skipped), then the
+best two, then a replicate of the combination with another seed. Numbers only choose what to
+run; the decision what to keep is made by reading the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import statistics
+from pathlib import Path
+
+
+def run_summary(d: Path) -> dict | None:
+    try:
+        ev = json.loads((d / "eval.json").read_text())
+    except (OSError, ValueError):
+        return None
+    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if x.strip()] \
+        if (d / "metrics.jsonl").is_file() else []
+    per = ev["bbox"]["per_class"]
+    clothing = [v["AP"] for k, v in per.items() if k != "person" and v.get("AP") is not None
+                and not math.isnan(v["AP"]) and v["AP"] >= 0]
+    ips = [r["img_per_s"] for r in rows if r.get("img_per_s")]
+    overrides = (d / "overrides.txt").read_text().strip() if (d / "overrides.txt").is_file() else ""
+    return {"name": d.name, "iters": max((r.get("iteration", 0) for r in rows), default=0),
+            "img_per_s": round(statistics.median(ips), 1) if ips else None,
+            "person_mask_ap": ev.get("segm", {}).get("per_class", {}).get("person", {}).get("AP"),
+            "person_box_ap": per.get("person", {}).get("AP"),
+            "clothing_box_ap": sum(clothing) / len(clothing) if clothing else None,
+            "clothing_classes": len(clothing), "val_images": ev.get("num_images"), "overrides": overrides}
+
+
+def summaries(root: Path) -> list[dict]:
+    return [s for d in sorted(root.iterdir()) if d.is_dir() for s in [run_summary(d)] if s is not None]
+
+
+def _pairs(overrides: str) -> dict[str, str]:
+    words = shlex.split(overrides)
+    out = {}
+    for i in range(0, len(words) - 2, 3):
+        if words[i] != "-p":
+            raise ValueError(f"overrides must be '-p key value' triples: {overrides!r}")
+        out[words[i + 1]] = words[i + 2]
+    return out
+
+
+def _spec(name: str, pairs: dict[str, str]) -> str:
+    return name + "|" + " ".join(f"-p {k} {shlex.quote(v)}" for k, v in pairs.items())
+
+
+def with_gains(runs: list[dict]) -> tuple[list[dict], float]:
+    """Each run with ``gain`` (person mask AP + clothing box AP over the base); and the noise."""
+    bases = [r for r in runs if r["name"] in ("base", "base_s1") and r["person_mask_ap"] is not None]
+    if not bases:
+        raise SystemExit("no run named 'base' with an evaluation")
+    pm = statistics.mean(r["person_mask_ap"] for r in bases)
+    cl = statistics.mean(r["clothing_box_ap"] for r in bases)
+    noise = (abs(bases[0]["person_mask_ap"] - bases[1]["person_mask_ap"])
+             + abs(bases[0]["clothing_box_ap"] - bases[1]["clothing_box_ap"])) if len(bases) == 2 else 0.01
+    for r in runs:
+        r["gain"] = (r["person_mask_ap"] - pm) + (r["clothing_box_ap"] - cl) if r["person_mask_ap"] is not None else None
+    return runs, noise
+
+
+def next_specs(runs: list[dict], noise: float, n: int) -> list[str]:
+    singles = sorted((r for r in runs if "+" not in r["name"] and not r["name"].startswith("base")
+                      and r["gain"] is not None), key=lambda r: -r["gain"])
+    winners = [r for r in singles if r["gain"] > noise] or singles[:2]
+    combos: list[tuple[str, dict]] = []
+
+    def combine(chosen: list[dict]) -> tuple[str, dict]:
+        names, pairs = [], {}
+        for r in chosen:
+            p = _pairs(r["overrides"])
+            if set(p) & set(pairs) or not p:
+                continue
+            names.append(r["name"])
+            pairs.update(p)
+        return "+".join(names), pairs
+
+    everything = combine(winners)
+    combos.append(everything)
+    combos.append(combine(winners[:2]))
+    combos.append((everything[0] + "+s1", {**everything[1], "run.seed": "1"}))
+    combos.append(combine(singles[:3]))
+    seen, out = set(), []
+    for name, pairs in combos:
+        key = tuple(sorted(pairs.items()))
+        if pairs and key not in seen:
+            seen.add(key)
+            out.append(_spec(name, pairs))
+    for r in singles:  # pad with replicates of the best single levers
+        if len(out) >= n:
+            break
+        out.append(_spec(r["name"] + "+s1", {**_pairs(r["overrides"]), "run.seed": "1"}))
+    return out[:n]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("root", type=Path)
+    ap.add_argument("--next", type=int, default=0, metavar="N")
+    args = ap.parse_args()
+    runs, noise = with_gains(summaries(args.root))
+    if args.next:
+        print("\n".join(next_specs(runs, noise, args.next)))
+        return 0
+    print(f"{'run':<28}{'iters':>7}{'img/s':>7}{'pmask':>8}{'pbox':>8}{'cloth':>8}{'gain':>8}  overrides")
+    for r in runs:
+        f = lambda v: f"{v:8.3f}" if isinstance(v, float) else f"{'-':>8}"  # noqa: E731
+        print(f"{r['name']:<28}{r['iters']:>7}{r['img_per_s'] or '-':>7}{f(r['person_mask_ap'])}{f(r['person_box_ap'])}"
+              f"{f(r['clothing_box_ap'])}{f(r['gain'])}  {r['overrides']}")
+    print(f"noise (|base - base_s1|, person mask + clothing): {noise:.3f}")
+    print(json.dumps(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

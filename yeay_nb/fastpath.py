@@ -311,7 +311,9 @@ def rpn_outputs(rpn, images, features: dict) -> tuple:
     b = len(anchors)
     per_level = [o[0].shape[0] * o[0].shape[1] * o[0].shape[2] for o in objectness]
     objectness, deltas = concat_box_prediction_layers(objectness, deltas)
-    proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(b, -1, 4)
+    # decoded in float32: torchvision's BoxCoder casts the anchors to the deltas' dtype, and under bf16
+    # autocast that rounds every coordinate to bf16's 8 bits (2 px steps from 256 px, 4 px from 512)
+    proposals = rpn.box_coder.decode(deltas.detach().float(), anchors).view(b, -1, 4)
     return objectness.reshape(b, -1), deltas.reshape(b, -1, 4), anchors, per_level, proposals
 
 
@@ -320,7 +322,8 @@ def rpn_proposals(rpn, images, features: dict) -> list:
     filtering done once for the whole batch (:func:`filter_proposals`). Same proposals as
     torchvision, in the same order."""
     objectness, _, _, per_level, proposals = rpn_outputs(rpn, images, features)
-    return filter_proposals(rpn, proposals, objectness.detach(), images.image_sizes, per_level)
+    # float32 logits: bf16 ones tie often, and the top-N and NMS order would depend on the tie-break
+    return filter_proposals(rpn, proposals, objectness.detach().float(), images.image_sizes, per_level)
 
 
 def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int, int]], per_level: list,
@@ -487,6 +490,8 @@ def detect(model: Any, images, original_sizes: Sequence[tuple[int, int]],
     with stage("yeay.box_head"):
         box_features = rh.box_head(rh.box_roi_pool(features, proposals, images.image_sizes))
         class_logits, box_regression = rh.box_predictor(box_features)
+        # scores and boxes in float32 (see rpn_outputs: bf16 box decoding moves coordinates by pixels)
+        class_logits, box_regression = class_logits.float(), box_regression.float()
     with stage("yeay.box_postprocess"):
         if same_size:
             boxes, scores, labels = box_detections(rh, class_logits, box_regression, proposals,

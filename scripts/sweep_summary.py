@@ -97,16 +97,18 @@ def next_specs(runs: list[dict], noise: float, n: int) -> list[str]:
     combos.append(combine(winners[:2]))
     combos.append((everything[0] + "+s1", {**everything[1], "run.seed": "1"}))
     combos.append(combine(singles[:3]))
-    seen, out = set(), []
+    combos += [(r["name"] + "+s1", {**_pairs(r["overrides"]), "run.seed": "1"}) for r in singles]  # replicates
+    # a run that exists already (same name or same overrides) is never proposed again: its folder would
+    # resume it, and two GPUs given the same spec would write into one folder
+    seen = {tuple(sorted(_pairs(r["overrides"]).items())) for r in runs}
+    names = {r["name"] for r in runs}
+    out = []
     for name, pairs in combos:
         key = tuple(sorted(pairs.items()))
-        if pairs and key not in seen:
+        if pairs and key not in seen and name not in names:
             seen.add(key)
+            names.add(name)
             out.append(_spec(name, pairs))
-    for r in singles:  # pad with replicates of the best single levers
-        if len(out) >= n:
-            break
-        out.append(_spec(r["name"] + "+s1", {**_pairs(r["overrides"]), "run.seed": "1"}))
     return out[:n]
 
 

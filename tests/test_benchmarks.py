@@ -151,3 +151,44 @@ def test_bench_multiscale_pads_less_with_one_scale_per_batch(tmp_path):
     assert per_batch["content_share"] > 0.95 > per_image["content_share"]
     assert per_batch["padded_px_per_image"] < per_image["padded_px_per_image"]
     assert res["padded_px_ratio"] > 1.2
+
+
+def test_sweep_next_round_combines_winners_and_never_repeats_a_run(tmp_path):
+    """scripts/sweep_summary.py: the next round's specs combine the levers that beat the base by more
+    than the base's seed noise, skip clashing keys, and never propose a run that exists (same name or
+    same overrides: its folder would resume it, and two GPUs with one spec would share a folder)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from sweep_summary import _pairs, next_specs, run_summary, with_gains
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+
+    def run(name, pm, cl, ov):
+        d = tmp_path / name
+        d.mkdir()
+        per = {"person": {"AP": pm + 0.02}, "shirt": {"AP": cl - 0.01}, "hat": {"AP": cl + 0.01}, "rare": {"AP": -1.0}}
+        (d / "eval.json").write_text(json.dumps({"num_images": 200, "bbox": {"per_class": per},
+                                                 "segm": {"per_class": {"person": {"AP": pm}}}}))
+        (d / "metrics.jsonl").write_text("\n".join(json.dumps({"iteration": i, "img_per_s": 90.0 + i})
+                                                   for i in (20, 40, 60)))
+        (d / "overrides.txt").write_text(ov + "\n")
+        return run_summary(d)
+
+    runs = [run("base", 0.77, 0.15, ""), run("base_s1", 0.76, 0.15, "-p run.seed 1"),
+            run("a", 0.79, 0.16, "-p train.rois_per_image 256"), run("b", 0.78, 0.17, "-p train.heads mlp"),
+            run("c", 0.78, 0.16, "-p train.rois_per_image 128"), run("d", 0.75, 0.14, "-p train.base_lr 0.03")]
+    assert runs[2]["iters"] == 60 and runs[2]["img_per_s"] == 130.0
+    assert runs[2]["clothing_box_ap"] == pytest.approx(0.16) and runs[2]["person_box_ap"] == pytest.approx(0.81)
+    runs, noise = with_gains(runs)
+    assert noise == pytest.approx(0.01)
+    specs = next_specs(runs, noise, 4)
+    names = [s.split("|")[0] for s in specs]
+    assert names[0] in ("a+b", "b+a") and _pairs(specs[0].split("|")[1]) == {"train.rois_per_image": "256",
+                                                                              "train.heads": "mlp"}
+    assert not any("c" in n.split("+") and "a" in n.split("+") for n in names)  # both set rois_per_image
+    assert len(set(names)) == len(names) and not {"base", "a", "b", "c", "d"} & set(names)
+    assert any(n.endswith("+s1") and "run.seed 1" in s for n, s in zip(names, specs))
+    # once a+b has run, it is not proposed again (neither by name nor by its overrides)
+    runs2, noise2 = with_gains(runs + [run(names[0], 0.8, 0.18, specs[0].split("|")[1])])
+    again = next_specs(runs2, noise2, 4)
+    assert specs[0] not in again and all(_pairs(s.split("|")[1]) != _pairs(specs[0].split("|")[1]) for s in again)

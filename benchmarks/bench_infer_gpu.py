@@ -186,7 +186,8 @@ def naive(video: Path, person_ckpt: Path, clothing_ckpt: Path, frames: int, devi
 
 
 # --------------------------------------------------------------------------- ours
-def ours(video: Path, person_det, clothing_det, frames: int, batch_size: int, device: str, out: Path) -> dict:
+def ours(video: Path, person_det, clothing_det, frames: int, batch_size: int, device: str, out: Path,
+         precision: str = "bf16") -> dict:
     import torch
 
     from yeay_nb.infer import run_inference
@@ -195,7 +196,7 @@ def ours(video: Path, person_det, clothing_det, frames: int, batch_size: int, de
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     s = run_inference(video, out, clothing_det, person_det, max_frames=frames, batch_size=batch_size,
-                      device=device, clobber=True, progress=False)
+                      device=device, clobber=True, progress=False, precision=precision)
     assert s.done and not s.failed, s.failed
     doc = json.loads(s.outputs[0].read_text())
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
@@ -404,16 +405,15 @@ def main() -> None:
     from yeay_nb import fastpath
 
     # both sides in true fp32 (TF32 off too): what differs then is a bug, not rounding
-    fastpath.AUTOCAST_BF16 = False
-    torch.backends.cudnn.allow_tf32 = False
-    try:
+    with fastpath.float32_exactly():
         nv32 = naive(video, person_ckpt, clothing_ckpt, min(16, nv["frames"]), device, tmp / "naive32.json")
-        best_bs = min(max(args.batch_sizes), 48)  # fp32 activations: twice the memory of bf16
-        ours(video, person, clothing, best_bs, best_bs, device, tmp / "warm")
-        r = ours(video, person, clothing, nv32["frames"], best_bs, device, tmp / "fp32")
-    finally:
-        fastpath.AUTOCAST_BF16 = True
-        torch.backends.cudnn.allow_tf32 = True
+    best_bs = min(max(args.batch_sizes), 48)  # fp32 activations: twice the memory of bf16
+    ours(video, person, clothing, best_bs, best_bs, device, tmp / "warm", precision="fp32")
+    # all frames, so that the fp32 path's own rate is measured too (compare() looks at the first ones)
+    r = ours(video, person, clothing, args.frames, best_bs, device, tmp / "fp32", precision="fp32")
+    result["ours_fp32"] = {"batch_size": best_bs, "frames": r["frames"], "fps": round(r["fps"], 2),
+                           "speedup": round(r["fps"] / nv["fps"], 2)}
+    print(f"[bench] ours in fp32 (precision='fp32', no TF32): {result['ours_fp32']}", flush=True)
     result["check_fp32"] = compare(nv32, r["doc"], nv32["frames"]) | {"batch_size": best_bs}
     print(f"[bench] check vs naive, both in fp32 without TF32: {result['check_fp32']}", flush=True)
     print(f"[bench] check vs naive: {check}", flush=True)

@@ -75,3 +75,28 @@ def test_low_precision_group_norm_stays_bf16_and_close_on_cuda():
     assert (got.float() - want).abs().max() < 0.05
     got.float().square().sum().backward()
     assert ref.weight.grad.dtype == torch.float32 and torch.isfinite(ref.weight.grad).all()
+
+
+def test_run_models_fp32_equals_the_torchvision_forward_and_bf16_boxes_are_float32():
+    import numpy as np
+
+    from yeay_nb import fastpath
+    from yeay_nb.models import build_model
+
+    torch.manual_seed(0)
+    cfg = {"arch": "maskrcnn", "backbone": "resnet18", "norm": "frozen_bn", "num_classes": 4,
+           "test_min_size": 256, "test_max_size": 448, "box_detections_per_img": 50, "box_score_thresh": 0.05}
+    model = fastpath.prepare_model(build_model(cfg), "cuda")
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (270, 480, 3), dtype=np.uint8) for _ in range(4)]
+    with fastpath.float32_exactly(), torch.inference_mode():
+        ref = model([torch.from_numpy(f).cuda().permute(2, 0, 1).float() / 255.0 for f in frames])
+        got = fastpath.run_models([model], frames, (270, 480), "cuda", precision="fp32")[id(model)][0]
+    for r, (boxes, scores, labels) in zip(ref, got):
+        assert labels.tolist() == r["labels"].tolist()
+        assert np.allclose(boxes, r["boxes"].cpu().numpy(), atol=1e-2)
+        assert np.allclose(scores, r["scores"].cpu().numpy(), atol=1e-4)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        images = fastpath.to_image_list(frames, (270, 480), fastpath.InputSpec.of(model), "cuda")
+        out = fastpath.detect(model, images, [(270, 480)] * 4)
+    assert all(o["boxes"].dtype == torch.float32 for o in out)

@@ -381,3 +381,38 @@ def test_s3_feed_with_url_rewrite(videos, tmp_path, s3_server, monkeypatch):
     assert doc["video_src"] == "https://cdn.example.net/u/clip-1.mp4" and doc["video_fcnt"] == 4
     assert "s3://yeay-videos/u/missing.mp4" in s.failed[0]["reason"]
     assert not list(tmp_path.glob(".yeay-video-*"))
+
+
+def test_precision_fp32_turns_tf32_off_for_the_run_only_and_is_recorded(videos, tmp_path):
+    """precision='fp32' (the plain loop's results: no autocast, no TF32) holds TF32 off while the
+    models run, restores the process's settings afterwards, and says so in the output's params."""
+    import torch
+
+    from yeay_nb.errors import ParamsError
+
+    seen = []
+    det = fake_detector()
+    forward = det.model.forward
+    det.model.forward = lambda images: (seen.append((torch.backends.cudnn.allow_tf32,
+                                                     torch.backends.cuda.matmul.allow_tf32)), forward(images))[1]
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        s = run_inference(videos[1][0], tmp_path / "fp32", det, "same", precision="fp32", progress=False)
+        assert s.done and seen and all(flags == (False, False) for flags in seen)
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, True)
+        doc = validate_file(tmp_path / "fp32" / "synth_000.json")
+        assert doc["params"]["precision"] == "fp32"
+        seen.clear()
+        run_inference(videos[1][0], tmp_path / "bf16", det, "same", progress=False)
+        assert seen and all(flags == (True, True) for flags in seen)
+        assert validate_file(tmp_path / "bf16" / "synth_000.json")["params"]["precision"] == "bf16"
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+    with pytest.raises(ParamsError, match="precision"):
+        run_inference(videos[1][0], tmp_path / "bad", det, "same", precision="fp16", progress=False)
+    from yeay_nb.params import params_from_dict
+
+    assert params_from_dict({"infer": {"precision": "fp32"}}).infer.precision == "fp32"
+    with pytest.raises(ParamsError, match="precision"):
+        params_from_dict({"infer": {"precision": "half"}})

@@ -628,14 +628,15 @@ def masks_to_rles(outs: Sequence[dict], host: Sequence[tuple], mask_label_ids: S
 
 def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size: tuple[int, int], device: Any,
                mask_det: Any = None, mask_label_ids: Sequence[int] = (), mask_thresh: float = 0.5,
-               pixel_thresh: float = 0.5) -> dict:
+               pixel_thresh: float = 0.5, precision: str = "bf16") -> dict:
     """Every R-CNN in ``dets`` on one batch of same-size uint8 RGB frames, results on the host:
     ``{id(model): (detections per frame, masks per frame or None)}`` (see
     :func:`detections_to_host`, :func:`masks_to_rles`; masks for ``mask_det`` only).
 
     Models whose input transforms agree share one uploaded image batch. On CUDA, with two or
-    more models, each runs in its own thread on its own stream (bf16 autocast): one model's
-    host-synchronising steps (NMS, the copies back) overlap the other's convolutions.
+    more models, each runs in its own thread on its own stream: one model's host-synchronising
+    steps (NMS, the copies back) overlap the other's convolutions. ``precision`` "bf16": bf16
+    autocast on CUDA; "fp32": none (see :func:`float32_exactly` for TF32).
     """
     import torch
 
@@ -654,7 +655,8 @@ def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size:
 
     def one(m) -> tuple:
         images = image_lists[InputSpec.of(m)]
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and AUTOCAST_BF16 else contextlib.nullcontext()
+        bf16 = cuda and AUTOCAST_BF16 and precision == "bf16"
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         with torch.inference_mode(), ctx:
             wants_masks = m is mask_det
             outs = detect(m, images, sizes, mask_label_ids if wants_masks else (), mask_thresh)
@@ -680,6 +682,21 @@ def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size:
     for _, stream in lanes:
         main_stream.wait_stream(stream)
     return results
+
+
+@contextlib.contextmanager
+def float32_exactly():
+    """TF32 off for cuDNN convolutions and cuBLAS matmuls while inside (PyTorch lets cuDNN use TF32 by
+    default: 10-bit mantissas); the previous settings come back on exit. Process-wide flags: every
+    thread's kernels follow them while this is active."""
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 _LANES: dict = {}

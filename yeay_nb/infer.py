@@ -49,6 +49,7 @@ STEPS = ("clothing", "person")
 TOP_N = 5
 TOP_ITEMS_PER_FRAME = 30
 MASK_PIXEL_THRESH = 0.5  # Mask R-CNN mask probabilities -> binary mask
+PRECISIONS = ("bf16", "fp32")  # run_inference(precision=...)
 
 CLOTHING_KEYS = ("classesInDS", "items", "top_N_frames", "top_frames_each_class")
 PERSON_KEYS = ("mask_classes", "coco_rle_masks", "mask_scores")
@@ -166,7 +167,8 @@ def selective_mask_forward(model: Any, images: list, mask_label_ids: Sequence[in
 
 
 def _forward_batch(dets: Sequence[Detector], frames: list, original_size: tuple[int, int], device: str,
-                   mask_det: Detector | None, mask_label_ids: Sequence[int], mask_thresh: float) -> dict:
+                   mask_det: Detector | None, mask_label_ids: Sequence[int], mask_thresh: float,
+                   precision: str = "bf16") -> dict:
     """Every detector on one batch of same-size uint8 RGB frames, results on the host:
     ``{id(det): (per-frame (boxes, scores, labels), per-frame per-class (RLEs, scores) or None)}``.
 
@@ -182,7 +184,7 @@ def _forward_batch(dets: Sequence[Detector], frames: list, original_size: tuple[
     if rcnn:
         got = fastpath.run_models([d.model for d in rcnn], frames, original_size, device,
                                   mask_det.model if mask_det is not None else None, mask_label_ids, mask_thresh,
-                                  MASK_PIXEL_THRESH)
+                                  MASK_PIXEL_THRESH, precision=precision)
         res.update({id(d): got[id(d.model)] for d in rcnn})
     for det in dets:
         if det in rcnn:
@@ -390,7 +392,7 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
         try:
             for batch in batch_iter:
                 fut = _pool("batch", 1).submit(_forward_batch, dets, [b[3] for b in batch], size, device, person,
-                                               plan.mask_label_ids, opts["mask_thresh"])
+                                               plan.mask_label_ids, opts["mask_thresh"], opts["precision"])
                 previous, in_flight = in_flight, (batch, fut)  # the newest first: `finally` waits for it
                 if previous is not None:
                     collect(previous[0], previous[1].result())
@@ -440,7 +442,8 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
         doc.update({"mask_classes": list(plan.mask_classes), "coco_rle_masks": rles, "mask_scores": mask_scores})
         models_used["person"] = person.describe()
     doc = _merge(doc, existing, steps, models_used, out_json)
-    doc["params"] = {k: opts[k] for k in ("score_floor", "thresh", "mask_thresh", "stride", "max_frames", "rotate")}
+    doc["params"] = {k: opts[k] for k in ("score_floor", "thresh", "mask_thresh", "stride", "max_frames", "rotate",
+                                          "precision")}
     if opts["create_vis"] and "clothing" in doc.get("steps", []):
         vis.write_video_pictures(doc, path, out_dir=vis_dir, thresh=opts["thresh"])
     return doc, len(frame_indices)
@@ -523,7 +526,7 @@ def run_inference(input: Any, output_dir: str | os.PathLike, clothing_model: Any
                   output_video: bool = False, clobber: bool = False, shuffle: bool = False, stride: int = 1,
                   max_frames: int | None = None, rotate: str | int = "auto", id_in_filename: bool = False,
                   url_rewrite: Sequence[str] = (), batch_size: int = 8, device: str = "auto",
-                  storage_options: dict | None = None, rank: int | None = None, world_size: int | None = None,
+                  precision: str = "bf16", storage_options: dict | None = None, rank: int | None = None, world_size: int | None = None,
                   seed: int | None = None, progress: bool = True) -> InferSummary:
     """Run inference on every video of ``input``; write ``output_dir/<video_id>.json`` each.
 
@@ -539,6 +542,9 @@ def run_inference(input: Any, output_dir: str | os.PathLike, clothing_model: Any
     ``mask_classes``. ``steps`` limits the work to ``["clothing"]`` or ``["person"]``; a
     JSON that already has the requested steps is skipped unless ``clobber``.
     ``storage_options`` go to fsspec (e.g. ``{"client_kwargs": {"endpoint_url": ...}}``).
+    ``precision``: ``"bf16"`` (autocast on CUDA; fastest) or ``"fp32"`` (no autocast, no TF32: the
+    results of the plain per-frame torchvision loop, to rounding; see benchmarks/RESULTS.md). CPUs
+    always run float32.
     """
     from tqdm.auto import tqdm
 
@@ -548,6 +554,8 @@ def run_inference(input: Any, output_dir: str | os.PathLike, clothing_model: Any
         raise ParamsError(f"must be at least 1, got {max_frames}", key="max_frames")
     if batch_size < 1:
         raise ParamsError(f"must be at least 1, got {batch_size}", key="batch_size")
+    if precision not in PRECISIONS:
+        raise ParamsError(f"must be one of {list(PRECISIONS)}, got {precision!r}", key="precision")
     if not 0.0 <= score_floor <= thresh <= 1.0:
         raise ParamsError(f"need 0 <= score_floor ({score_floor}) <= thresh ({thresh}) <= 1", key="score_floor")
     output_dir = Path(output_dir)
@@ -568,8 +576,13 @@ def run_inference(input: Any, output_dir: str | os.PathLike, clothing_model: Any
     requested = {s for s, d in (("clothing", plan.clothing), ("person", plan.person)) if d is not None}
     opts = dict(score_floor=score_floor, thresh=thresh, mask_thresh=mask_thresh, stride=stride,
                 max_frames=max_frames, rotate=str(rotate), batch_size=batch_size, create_vis=create_vis,
-                output_video=output_video, storage_options=storage_options)
+                output_video=output_video, storage_options=storage_options, precision=precision)
     summary = InferSummary(output_dir=output_dir)
+    precision_ctx = contextlib.ExitStack()
+    if precision == "fp32":
+        from . import fastpath
+
+        precision_ctx.enter_context(fastpath.float32_exactly())
     t0 = time.perf_counter()
     video_bar = tqdm(mine, desc=f"videos (rank {rank}/{world_size})" if world_size > 1 else "videos",
                      unit="video", disable=not progress, position=0)
@@ -600,6 +613,7 @@ def run_inference(input: Any, output_dir: str | os.PathLike, clothing_model: Any
             summary.outputs.append(out_json)
             summary.frames += n
     finally:
+        precision_ctx.close()
         if frame_bar is not None:
             frame_bar.close()
         video_bar.close()
@@ -612,7 +626,7 @@ def infer_kwargs(infer_params: Any) -> dict:
     """:func:`run_inference` keyword arguments from a :class:`yeay_nb.params.InferParams`."""
     ip = infer_params
     keys = ("score_floor", "thresh", "mask_classes", "create_vis", "output_video", "clobber", "shuffle", "stride",
-            "max_frames", "rotate", "id_in_filename", "url_rewrite", "batch_size", "device")
+            "max_frames", "rotate", "id_in_filename", "url_rewrite", "batch_size", "device", "precision")
     kw = {k: getattr(ip, k) for k in keys}
     for k in ("mask_thresh", "steps"):
         if hasattr(ip, k):
@@ -630,7 +644,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         mask_classes=args.mask_classes, create_vis=args.create_vis, output_video=args.output_video,
         clobber=args.clobber, shuffle=args.shuffle, stride=args.stride, max_frames=args.max_frames,
         rotate=args.rotate, id_in_filename=args.id_in_filename, url_rewrite=args.url_rewrite or [],
-        batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
+        batch_size=args.batch_size, device=args.device, precision=args.precision, progress=not args.no_progress)
     print(f"[yeay-nb] infer: {summary}")
     for f in summary.failed:
         print(f"  failed {f['video_id']}: {f['reason'].splitlines()[0][:200]}")
@@ -664,6 +678,8 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--url-rewrite", action="append", default=[], metavar="FROM=TO", help="repeatable")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="bf16", choices=list(PRECISIONS),
+                   help="bf16: autocast on CUDA (fastest); fp32: the plain fp32 loop's results (no TF32)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_infer)
     return p

@@ -183,6 +183,8 @@ class InferParams:
     url_rewrite: list[str] = field(default_factory=list)  # FROM=TO
     batch_size: int = 8
     device: str = "auto"
+    # bf16: autocast on CUDA (fastest); fp32: no autocast and no TF32, the plain fp32 loop's results
+    precision: Literal["bf16", "fp32"] = "bf16"
 
 
 @dataclass

@@ -346,6 +346,8 @@ def main() -> None:
     ap.add_argument("--ablate", nargs="*", default=None, metavar="SWITCH",
                     help="also run with each fast-path switch flipped in turn (all, or the ones named)")
     ap.add_argument("--profile", default=None, help="write a profiler table of the models here")
+    ap.add_argument("--precisions", nargs="*", default=["tf32"], choices=["tf32", "fp32"],
+                    help="also time these precisions at the best batch size and check them against the naive loop")
     ap.add_argument("--tiny", action="store_true", help="CPU smoke mode: tiny synthetic video, resnet18")
     ap.add_argument("--trained", default=None, metavar="CKPT",
                     help="use a trained Mask R-CNN checkpoint with a 'person' class for both models (its box part "
@@ -418,8 +420,19 @@ def main() -> None:
     print(f"[bench] check vs naive, both in fp32 without TF32: {result['check_fp32']}", flush=True)
     print(f"[bench] check vs naive: {check}", flush=True)
     best = max(result["ours"], key=lambda r: r["fps"])
+    _brief = ("match_rate", "box_iou_ge_0.99", "mask_iou_ge_0.98", "mask_iou_median", "score_absdiff_p99")
+    result["precisions"] = []
+    for prec in args.precisions:  # each against the same naive loop as bf16 (float32, cuDNN's default TF32)
+        bs = min(best["batch_size"], 48)  # float32 activations: twice bf16's memory
+        ours(video, person, clothing, 2 * bs, bs, device, tmp / "warm", precision=prec)
+        r = ours(video, person, clothing, args.frames, bs, device, tmp / f"prec_{prec}", precision=prec)
+        c = compare(nv, r["doc"], nv["frames"])
+        row = {"precision": prec, "batch_size": bs, "fps": round(r["fps"], 2), "speedup": round(r["fps"] / nv["fps"], 2),
+               **{k: c[k] for k in _brief}}
+        result["precisions"].append(row)
+        print(f"[bench] precision: {row}", flush=True)
     result["ablations"] = []
-    levers = ("CONCURRENT_MODELS", "CHANNELS_LAST", "FOLD_NORMS", "PER_LEVEL_RPN_NMS")
+    levers = ("CONCURRENT_MODELS", "CHANNELS_LAST", "FOLD_NORMS", "PER_LEVEL_RPN_NMS", "FLOAT32_GROUP_NORM")
     for flag in (args.ablate or levers) if args.ablate is not None else ():
         default = getattr(fastpath, flag)
         setattr(fastpath, flag, not default)
@@ -429,8 +442,9 @@ def main() -> None:
             r = ours(video, p2, c2, args.frames, best["batch_size"], device, tmp / f"abl_{flag}")
         finally:
             setattr(fastpath, flag, default)
+        c = compare(nv, r["doc"], nv["frames"])  # what the switch does to the agreement with the naive loop
         row = {"switch": flag, "to": not default, "batch_size": best["batch_size"], "fps": round(r["fps"], 2),
-               "vs_default": round(r["fps"] / best["fps"], 3)}
+               "vs_default": round(r["fps"] / best["fps"], 3), **{k: c[k] for k in _brief}}
         result["ablations"].append(row)
         print(f"[bench] ablation: {row}", flush=True)
     result["breakdown"] = breakdown(video, person, clothing, min(args.frames, 4 * best["batch_size"]),

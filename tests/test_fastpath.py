@@ -55,6 +55,35 @@ def test_group_norm_is_left_alone():
     assert sum(isinstance(m, torch.nn.GroupNorm) for m in model.modules()) == before > 0
 
 
+def test_float32_group_norm_switch_restores_plain_group_norm_at_inference(monkeypatch):
+    from yeay_nb.models import LowPrecisionGroupNorm
+
+    model, _ = _model("gn")
+    gns = lambda m: [type(x) for x in m.modules() if isinstance(x, torch.nn.GroupNorm)]  # noqa: E731
+    assert set(gns(model)) == {LowPrecisionGroupNorm}  # training's choice, kept by default
+    fastpath.prepare_model(model, "cpu")
+    assert set(gns(model)) == {LowPrecisionGroupNorm}
+    monkeypatch.setattr(fastpath, "FLOAT32_GROUP_NORM", True)
+    model2, _ = _model("gn")
+    fastpath.prepare_model(model2, "cpu")
+    assert set(gns(model2)) == {torch.nn.GroupNorm} and len(gns(model2)) == len(gns(model))
+
+
+def test_precision_flags_set_and_restore_tf32():
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
+        for precision, inside in (("fp32", (False, False)), ("tf32", (True, True)), ("bf16", (True, False))):
+            with fastpath.precision_flags(precision):
+                assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == inside
+            assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, False)
+        with pytest.raises(ValueError, match="precision"):
+            with fastpath.precision_flags("fp16"):
+                pass
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def test_image_batch_equals_torchvision_transform():
     model, _ = _model("frozen_bn")
     rng = np.random.default_rng(0)

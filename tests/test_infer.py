@@ -383,9 +383,10 @@ def test_s3_feed_with_url_rewrite(videos, tmp_path, s3_server, monkeypatch):
     assert not list(tmp_path.glob(".yeay-video-*"))
 
 
-def test_precision_fp32_turns_tf32_off_for_the_run_only_and_is_recorded(videos, tmp_path):
+def test_precision_sets_tf32_for_the_run_only_and_is_recorded(videos, tmp_path):
     """precision='fp32' (the plain loop's results: no autocast, no TF32) holds TF32 off while the
-    models run, restores the process's settings afterwards, and says so in the output's params."""
+    models run, 'tf32' holds it on, 'bf16' leaves it; the process's settings come back afterwards,
+    and the output's params say which."""
     import torch
 
     from yeay_nb.errors import ParamsError
@@ -405,8 +406,13 @@ def test_precision_fp32_turns_tf32_off_for_the_run_only_and_is_recorded(videos, 
         assert doc["params"]["precision"] == "fp32"
         seen.clear()
         run_inference(videos[1][0], tmp_path / "bf16", det, "same", progress=False)
-        assert seen and all(flags == (True, True) for flags in seen)
+        assert seen and all(flags == (True, True) for flags in seen)  # bf16 leaves the process's flags
         assert validate_file(tmp_path / "bf16" / "synth_000.json")["params"]["precision"] == "bf16"
+        seen.clear()
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        run_inference(videos[1][0], tmp_path / "tf32", det, "same", precision="tf32", progress=False)
+        assert seen and all(flags == (True, True) for flags in seen)
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (False, False)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
     with pytest.raises(ParamsError, match="precision"):

@@ -31,8 +31,10 @@ What the 2018 loop did per frame, and what this does per batch of frames instead
 
 Numerics: torchvision's own modules and arithmetic (torchvision 0.26 to 0.29); fp32 results
 equal ``GeneralizedRCNN.forward``'s up to float rounding (``tests/test_fastpath.py`` checks each
-piece on the CPU). bf16 moves scores in the third digit; ``benchmarks/bench_infer_gpu.py``
-compares both precisions with the naive loop.
+piece on the CPU). ``precision`` (:func:`run_models`, :func:`precision_flags`): "bf16" autocast
+(fastest), "tf32" (float32 tensors, TF32 convolutions/matmuls: 10-bit mantissas) or "fp32" (TF32
+off: the plain loop's results to rounding, measured exact with trained CCP models).
+``benchmarks/bench_infer_gpu.py`` compares each with the naive loop.
 """
 from __future__ import annotations
 
@@ -58,6 +60,9 @@ PER_LEVEL_RPN_NMS = False  # RPN NMS one level at a time: same boxes, cheaper se
                            # calls and host syncs: measured 27% slower end to end (RESULTS.md), so off
 CPU_NMS_BY_GROUP = True  # on a CPU, torchvision's batched_nms (a loop over groups for large inputs: faster there)
 AUTOCAST_BF16 = True     # bf16 autocast on CUDA (off: fp32, for checking results against fp32 code)
+FLOAT32_GROUP_NORM = False  # GN models at inference: GroupNorm in float32 under autocast (torchvision's
+                            # default) instead of models.LowPrecisionGroupNorm's bf16 (training's choice)
+PRECISIONS = ("bf16", "tf32", "fp32")
 
 
 # --------------------------------------------------------------------------- model preparation
@@ -128,6 +133,10 @@ def prepare_model(model, device: Any) -> Any:
     model = model.to(device).eval()
     if FOLD_NORMS:
         fold_batchnorms(model)
+    if FLOAT32_GROUP_NORM:
+        from .models import use_low_precision_group_norm
+
+        use_low_precision_group_norm(model, False)
     if torch.device(device).type == "cuda" and CHANNELS_LAST:
         model.backbone.to(memory_format=torch.channels_last)
         rpn_head = getattr(getattr(model, "rpn", None), "head", None)
@@ -636,7 +645,8 @@ def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size:
     Models whose input transforms agree share one uploaded image batch. On CUDA, with two or
     more models, each runs in its own thread on its own stream: one model's host-synchronising
     steps (NMS, the copies back) overlap the other's convolutions. ``precision`` "bf16": bf16
-    autocast on CUDA; "fp32": none (see :func:`float32_exactly` for TF32).
+    autocast on CUDA; "tf32" / "fp32": none (the TF32 switches are process-wide: the caller sets
+    them for the whole run with :func:`precision_flags`).
     """
     import torch
 
@@ -685,18 +695,27 @@ def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size:
 
 
 @contextlib.contextmanager
-def float32_exactly():
-    """TF32 off for cuDNN convolutions and cuBLAS matmuls while inside (PyTorch lets cuDNN use TF32 by
-    default: 10-bit mantissas); the previous settings come back on exit. Process-wide flags: every
-    thread's kernels follow them while this is active."""
+def precision_flags(precision: str):
+    """TF32 for cuDNN convolutions and cuBLAS matmuls as ``precision`` wants while inside: off for
+    "fp32" (PyTorch lets cuDNN use TF32 by default), on for "tf32", left alone for "bf16" (autocast
+    decides). The previous settings come back on exit. Process-wide flags: every thread's kernels
+    follow them while this is active."""
     import torch
 
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    if precision != "bf16":
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     try:
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def float32_exactly():
+    """``precision_flags("fp32")``: TF32 off while inside."""
+    return precision_flags("fp32")
 
 
 _LANES: dict = {}

@@ -49,7 +49,7 @@ STEPS = ("clothing", "person")
 TOP_N = 5
 TOP_ITEMS_PER_FRAME = 30
 MASK_PIXEL_THRESH = 0.5  # Mask R-CNN mask probabilities -> binary mask
-PRECISIONS = ("bf16", "fp32")  # run_inference(precision=...)
+PRECISIONS = ("bf16", "tf32", "fp32")  # run_inference(precision=...); fastpath.PRECISIONS
 
 CLOTHING_KEYS = ("classesInDS", "items", "top_N_frames", "top_frames_each_class")
 PERSON_KEYS = ("mask_classes", "coco_rle_masks", "mask_scores")
@@ -542,9 +542,9 @@ def run_inference(input: Any, output_dir: str | os.PathLike, clothing_model: Any
     ``mask_classes``. ``steps`` limits the work to ``["clothing"]`` or ``["person"]``; a
     JSON that already has the requested steps is skipped unless ``clobber``.
     ``storage_options`` go to fsspec (e.g. ``{"client_kwargs": {"endpoint_url": ...}}``).
-    ``precision``: ``"bf16"`` (autocast on CUDA; fastest) or ``"fp32"`` (no autocast, no TF32: the
-    results of the plain per-frame torchvision loop, to rounding; see benchmarks/RESULTS.md). CPUs
-    always run float32.
+    ``precision``: ``"bf16"`` (autocast on CUDA; fastest), ``"tf32"`` (float32 tensors, TF32
+    convolutions and matmuls) or ``"fp32"`` (no autocast, no TF32: the results of the plain
+    per-frame torchvision loop, to rounding; see benchmarks/RESULTS.md). CPUs always run float32.
     """
     from tqdm.auto import tqdm
 
@@ -578,11 +578,10 @@ def run_inference(input: Any, output_dir: str | os.PathLike, clothing_model: Any
                 max_frames=max_frames, rotate=str(rotate), batch_size=batch_size, create_vis=create_vis,
                 output_video=output_video, storage_options=storage_options, precision=precision)
     summary = InferSummary(output_dir=output_dir)
-    precision_ctx = contextlib.ExitStack()
-    if precision == "fp32":
-        from . import fastpath
+    from . import fastpath
 
-        precision_ctx.enter_context(fastpath.float32_exactly())
+    precision_ctx = contextlib.ExitStack()
+    precision_ctx.enter_context(fastpath.precision_flags(precision))
     t0 = time.perf_counter()
     video_bar = tqdm(mine, desc=f"videos (rank {rank}/{world_size})" if world_size > 1 else "videos",
                      unit="video", disable=not progress, position=0)
@@ -679,7 +678,8 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="bf16", choices=list(PRECISIONS),
-                   help="bf16: autocast on CUDA (fastest); fp32: the plain fp32 loop's results (no TF32)")
+                   help="bf16: autocast on CUDA (fastest); tf32: float32 with TF32 math; "
+                        "fp32: the plain fp32 loop's results (no TF32)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_infer)
     return p

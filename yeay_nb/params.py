@@ -183,8 +183,9 @@ class InferParams:
     url_rewrite: list[str] = field(default_factory=list)  # FROM=TO
     batch_size: int = 8
     device: str = "auto"
-    # bf16: autocast on CUDA (fastest); fp32: no autocast and no TF32, the plain fp32 loop's results
-    precision: Literal["bf16", "fp32"] = "bf16"
+    # bf16: autocast on CUDA (fastest); tf32: float32 tensors, TF32 math; fp32: no autocast and no
+    # TF32, the plain fp32 loop's results
+    precision: Literal["bf16", "tf32", "fp32"] = "bf16"
 
 
 @dataclass

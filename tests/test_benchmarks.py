@@ -170,7 +170,9 @@ def test_sweep_next_round_combines_winners_and_never_repeats_a_run(tmp_path):
     def run(name, pm, cl, ov):
         d = tmp_path / name
         d.mkdir()
-        per = {"person": {"AP": pm + 0.02}, "shirt": {"AP": cl - 0.01}, "hat": {"AP": cl + 0.01}, "rare": {"AP": -1.0}}
+        per = {"person": {"AP": pm + 0.02, "num_gt": 50}, "shirt": {"AP": cl - 0.01, "num_gt": 30},
+               "hat": {"AP": cl + 0.01, "num_gt": 9}, "rare": {"AP": -1.0, "num_gt": 0}}
+        per |= {f"c{i}": {"AP": 0.0, "num_gt": 1} for i in range(15)}  # rare classes at 0 AP
         (d / "eval.json").write_text(json.dumps({"num_images": 200, "bbox": {"per_class": per},
                                                  "segm": {"per_class": {"person": {"AP": pm}}}}))
         (d / "metrics.jsonl").write_text("\n".join(json.dumps({"iteration": i, "img_per_s": 90.0 + i})
@@ -182,7 +184,9 @@ def test_sweep_next_round_combines_winners_and_never_repeats_a_run(tmp_path):
             run("a", 0.79, 0.16, "-p train.rois_per_image 256"), run("b", 0.78, 0.17, "-p train.heads mlp"),
             run("c", 0.78, 0.16, "-p train.rois_per_image 128"), run("d", 0.75, 0.14, "-p train.base_lr 0.03")]
     assert runs[2]["iters"] == 60 and runs[2]["img_per_s"] == 130.0
-    assert runs[2]["clothing_box_ap"] == pytest.approx(0.16) and runs[2]["person_box_ap"] == pytest.approx(0.81)
+    assert runs[2]["clothing_box_ap"] == pytest.approx(0.32 / 17) and runs[2]["person_box_ap"] == pytest.approx(0.81)
+    # the 16 most frequent clothing classes: shirt, hat and 14 of the 0-AP ones
+    assert runs[2]["clothing_box_ap_top16"] == pytest.approx(0.32 / 16)
     runs, noise = with_gains(runs)
     assert noise == pytest.approx(0.01)
     specs = next_specs(runs, noise, 4)

@@ -31,6 +31,12 @@ def test_perfect_detections_score_one_and_wrong_class_scores_zero(toy):
     res = coco_eval(gt, _perfect(gt), "bbox", CLASSES)
     assert res["AP"] == pytest.approx(1.0) and res["AP50"] == pytest.approx(1.0)
     assert set(res["per_class"]) == {"shirt", "hat"}
+    # instances per class come with the APs (how far each AP can be trusted)
+    want = {n: sum(1 for a in gt["annotations"] if a["category_id"] == CLASSES.index(n)) for n in ("shirt", "hat")}
+    assert {n: v["num_gt"] for n, v in res["per_class"].items()} == want and sum(want.values()) > 0
+    table = ap_table({"bbox": res})
+    assert table.splitlines()[0].split()[:2] == ["class", "boxes"]
+    assert any(line.split()[:2] == ["shirt", str(want["shirt"])] for line in table.splitlines())
     assert all(v["AP50"] == pytest.approx(1.0) for v in res["per_class"].values() if v["AP50"] is not None)
     swapped = [{**d, "category_id": 3 - d["category_id"]} for d in _perfect(gt)]
     assert coco_eval(gt, swapped, "bbox", CLASSES)["AP"] == pytest.approx(0.0)
@@ -53,6 +59,7 @@ def test_no_detections_give_zero_not_a_crash(toy):
     res = coco_eval(gt, [], "bbox", CLASSES)
     assert res["AP"] == 0.0 and res["num_detections"] == 0
     assert "shirt" in ap_table({"bbox": res})
+    assert sum(v["num_gt"] for v in res["per_class"].values()) == len(gt["annotations"])
 
 
 def test_predict_coco_format_and_eval_json(toy, tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
@@ -108,6 +109,9 @@ def coco_eval(gt: dict, detections: list[dict], iou_type: str = "bbox", classes:
     names = {c["id"]: c["name"] for c in gt["categories"]}
     if classes:
         names = {i: n for i, n in enumerate(classes) if i > 0}
+    # ground-truth instances per class (crowd regions excluded, as COCOeval ignores them): says how
+    # much each class's AP can be trusted, and lets reports average over the frequent classes
+    num_gt = Counter(a["category_id"] for a in gt["annotations"] if not a.get("iscrowd", 0))
     # copies: COCO.loadRes adds fields (a box polygon as 'segmentation', 'area', 'id') in place
     dets = [dict(d) for d in detections if iou_type != "segm" or "segmentation" in d]
     coco_gt = _coco_api(gt)
@@ -115,7 +119,7 @@ def coco_eval(gt: dict, detections: list[dict], iou_type: str = "bbox", classes:
         # COCO.loadRes rejects an empty list; nothing detected means AP 0 for classes with ground truth
         present = {a["category_id"] for a in gt["annotations"]}
         per = {names[c]: ({"AP": 0.0, "AP50": 0.0} if c in present else {"AP": None, "AP50": None})
-               for c in sorted(names)}
+               | {"num_gt": num_gt.get(c, 0)} for c in sorted(names)}
         return {**{k: 0.0 for k in SUMMARY_NAMES}, "per_class": per, "num_detections": len(dets)}
     with contextlib.redirect_stdout(io.StringIO()):
         coco_dt = coco_gt.loadRes(dets)
@@ -134,6 +138,7 @@ def coco_eval(gt: dict, detections: list[dict], iou_type: str = "bbox", classes:
         per[names.get(cat_id, str(cat_id))] = {
             "AP": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else None,
             "AP50": float(p_50[p_50 > -1].mean()) if (p_50 > -1).any() else None,
+            "num_gt": num_gt.get(cat_id, 0),
         }
     result["per_class"] = per
     result["num_detections"] = len(dets)
@@ -187,11 +192,13 @@ def _pct(v: Optional[float]) -> str:
 def ap_table(result: dict) -> str:
     """Per-class AP / AP50 (in %) for bbox and, when present, segm, plus the overall row."""
     types = [t for t in ("bbox", "segm") if t in result]
-    headers = ("class",) + tuple(f"{t} {m}" for t in types for m in ("AP", "AP50"))
-    rows = [("(all)",) + tuple(_pct(result[t][m]) for t in types for m in ("AP", "AP50"))]
-    for name in result[types[0]]["per_class"]:
-        rows.append((name,) + tuple(_pct(result[t]["per_class"].get(name, {}).get(m)) for t in types
-                                    for m in ("AP", "AP50")))
+    headers = ("class", "boxes") + tuple(f"{t} {m}" for t in types for m in ("AP", "AP50"))
+    per = result[types[0]]["per_class"]
+    rows = [("(all)", str(sum(v.get("num_gt", 0) for v in per.values())))
+            + tuple(_pct(result[t][m]) for t in types for m in ("AP", "AP50"))]
+    for name in per:
+        rows.append((name, str(per[name].get("num_gt", "-")))
+                    + tuple(_pct(result[t]["per_class"].get(name, {}).get(m)) for t in types for m in ("AP", "AP50")))
     return format_table(rows, headers)
 
 

@@ -3,15 +3,18 @@
 # 430 s recipe of params/gpu-train-ccp.yaml plus its own "-p key value" overrides. Every run
 # gets a whole GPU (time budgets stay comparable with one-GPU runs; the host's cores are shared:
 # 16 per GPU on nvidia-h100-x4, as on nvidia-h100-x1). The variant named "base" (no overrides)
-# is the same-run reference. Per variant, $OUT/<name>/ gets train.log, metrics.jsonl, eval.json;
-# $OUT/sweep.txt gets one summary line each.
+# is the same-run reference. $OUT/sweep.tgz holds <name>/train.log, metrics.jsonl, eval.json per
+# variant; $OUT/sweep.txt the summary table (scripts/sweep_summary.py).
 #   carry (first call on a machine): .device/ccp400 .device/lead-wheels
 #   bash scripts/device_sweep_ccp.sh 'base|' 'rfs|-p train.repeat_factor_threshold 0.1' ...
 # The data is copied to /tmp/ccp400 and converted to /tmp/ccpwork/coco.json once per machine, so
 # later calls on the same warm machine need not carry it again.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
-out=${OUT:-/tmp/out}; mkdir -p "$out"
+# everything is written to a staging folder and comes back as one tarball plus the summary: a call
+# returns at most 8 files from $OUT (loose per-run files were lost that way on 2026-11-27)
+final=${OUT:-/tmp/out}; out=$(mktemp -d /tmp/sweep-out.XXXX); mkdir -p "$final"
+trap 'tar czf "$final/sweep.tgz" -C "$out" . && cp "$out/sweep.txt" "$final/" 2>/dev/null' EXIT
 if [ -d .device/lead-wheels ]; then python3 -m pip install -q --no-deps .device/lead-wheels/*.whl 2>&1 | tail -2; fi
 [ -d /tmp/ccp400 ] || cp -r .device/ccp400 /tmp/ccp400
 python3 scripts/check_ccp_json.py /tmp/ccpwork/coco.json 1004 2>/dev/null \

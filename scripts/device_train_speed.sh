@@ -7,13 +7,15 @@
 #  2. benchmarks/bench_train.py --heads-ablation: plain torchvision loop vs yeay_nb.train with the
 #     batched heads vs yeay_nb.train with torchvision's heads, same model/data/batch, and a profile
 #     of 3 iterations of ours (trace + op table in $OUT/profile/: where the loop loses to the step).
-# Results to $OUT.   carry: .device/ccp400s .device/infer-wheels
+# Results: $OUT/train_speed.tgz.   carry: .device/ccp400s .device/infer-wheels
 #   bash scripts/device_train_speed.sh [NORM]      (NORM: gn (default) or bn)
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 start=$SECONDS
 norm=${1:-gn}
-out=${OUT:-/tmp/out}; mkdir -p "$out"
+# staged, then one tarball in $OUT (a call brings back at most 8 files); the logs' tails print below too
+final=${OUT:-/tmp/out}; out=$(mktemp -d /tmp/speed-out.XXXX); mkdir -p "$final"
+trap 'tar czf "$final/train_speed.tgz" -C "$out" .' EXIT
 python3 -m pip install -q --no-deps --no-index .device/infer-wheels/*.whl 2>&1 | tail -2
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpus.txt"
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$out/gpus.txt"

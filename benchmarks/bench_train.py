@@ -90,11 +90,12 @@ def naive_loop(args, coco_json: Path, cfg: dict, device: torch.device) -> float:
     return args.iters * args.batch / (time.perf_counter() - t0)
 
 
-def ours(args, coco_json: Path, out: Path, batched_heads: bool = True, profile_iters=None) -> float:
+def ours(args, coco_json: Path, out: Path, batched_heads: bool = True, profile_iters=None,
+         low_precision_gn: bool = True) -> float:
     from yeay_nb.params import params_from_dict
     from yeay_nb.train import read_metrics, train
 
-    run_dir = out / f"ours{int(batched_heads)}{'_profiled' if profile_iters else ''}"
+    run_dir = out / f"ours{int(batched_heads)}{int(low_precision_gn)}{'_profiled' if profile_iters else ''}"
     p = params_from_dict({"work_dir": str(out), "train": {
         "model": args.model, "backbone": args.backbone, "norm": args.norm, "weights": "none", "base_lr": 0.001,
         "max_iter": args.iters + args.warmup, "steps": [10**6], "warmup_iters": 0, "ims_per_gpu": args.batch,
@@ -102,7 +103,8 @@ def ours(args, coco_json: Path, out: Path, batched_heads: bool = True, profile_i
         "test_scale": args.scales[-1], "test_max_size": args.max_size, "num_workers": args.workers,
         "snapshot_iters": 10**6, "log_every": max(1, args.warmup), "skip_test": True, "coco_json": str(coco_json),
         "output_dir": str(run_dir), "cpu_threads": args.cpu_threads,
-        "batched_heads": batched_heads, "profile_iters": profile_iters}})
+        "batched_heads": batched_heads, "profile_iters": profile_iters,
+        "low_precision_group_norm": low_precision_gn}})
     train(p, progress=False)
     if profile_iters:  # the trace and its table, beside the other results (the trace gzipped: ~10x smaller)
         import gzip
@@ -135,6 +137,8 @@ def main() -> None:
     ap.add_argument("--cpu-threads", type=int, default=1)
     ap.add_argument("--heads-ablation", action="store_true",
                     help="also run ours with train.batched_heads false (torchvision's per-image targets)")
+    ap.add_argument("--gn-ablation", action="store_true",
+                    help="also run ours with train.low_precision_group_norm false (GroupNorm in float32)")
     ap.add_argument("--profile-out", type=Path, default=None,
                     help="also run ours once more with train.profile_iters over 3 iterations after the warm-up "
                          "and copy the trace (.json.gz) and its op table (.txt) here")
@@ -160,12 +164,14 @@ def main() -> None:
         ips_ours = ours(args, coco_json, tmp)
         # the same trainer with torchvision's per-image target code: what the batched heads add
         ips_tv_heads = ours(args, coco_json, tmp, batched_heads=False) if args.heads_ablation else None
+        ips_gn32 = ours(args, coco_json, tmp, low_precision_gn=False) if args.gn_ablation else None
         if args.profile_out:  # a separate run: the profiler's overhead stays out of the img/s above
             ours(args, coco_json, tmp, profile_iters=[args.warmup + 2, args.warmup + 5])
     print(json.dumps({"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                       "torch": torch.__version__, "naive_img_per_s": round(ips_naive, 4),
                       "ours_img_per_s": round(ips_ours, 4), "speedup": round(ips_ours / ips_naive, 3),
                       "ours_torchvision_heads_img_per_s": ips_tv_heads and round(ips_tv_heads, 4),
+                      "ours_float32_groupnorm_img_per_s": ips_gn32 and round(ips_gn32, 4),
                       "config": vars(args) | {"coco_json": str(coco_json)}}, default=str))
 
 

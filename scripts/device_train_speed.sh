@@ -31,6 +31,6 @@ if [ "${LOOP:-1}" = 1 ]; then  # LOOP=0: levers, curves and multi-scale only (no
     left=$((570 - (SECONDS - start)))
     timeout $((left - 10)) python3 benchmarks/bench_train.py --coco-json work/ccp400s/coco.json --model maskrcnn \
         --backbone resnet50 --norm "$norm" --batch 16 --scales 400 --max-size 667 --iters 30 --warmup 8 --workers 12 \
-        --heads-ablation --profile-out "$out/profile" 2>&1 | tail -3 | tee "$out/bench_train.json"
+        --heads-ablation --gn-ablation --profile-out "$out/profile" 2>&1 | tail -3 | tee "$out/bench_train.json"
 fi
 echo "all done at $((SECONDS - start)) s"

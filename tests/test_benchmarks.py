@@ -42,9 +42,10 @@ def test_bench_scaling_tiny_trains_and_shards_over_two_cpu_processes(tmp_path):
 
 
 def test_bench_train_tiny_reports_both_sides(tmp_path):
-    res = _last_json(_run(["benchmarks/bench_train.py", "--tiny", "--iters", "3", "--warmup", "1",
-                           "--heads-ablation", "--profile-out", str(tmp_path / "prof")]))
+    res = _last_json(_run(["benchmarks/bench_train.py", "--tiny", "--iters", "3", "--warmup", "1", "--norm", "gn",
+                           "--heads-ablation", "--gn-ablation", "--profile-out", str(tmp_path / "prof")]))
     assert res["naive_img_per_s"] > 0 and res["ours_img_per_s"] > 0 and res["ours_torchvision_heads_img_per_s"] > 0
+    assert res["ours_float32_groupnorm_img_per_s"] > 0 and res["config"]["norm"] == "gn"
     assert res["speedup"] == pytest.approx(res["ours_img_per_s"] / res["naive_img_per_s"], rel=0.02)
     # the profiled run: window [3, 6] of a 4-iteration run ends with the run, and is named for what it traced
     assert sorted(p.name for p in (tmp_path / "prof").iterdir()) == ["profile_3-4.json.gz", "profile_3-4.txt"]

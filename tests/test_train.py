@@ -191,6 +191,30 @@ def test_repeat_factor_sampling_is_logged_and_its_threshold_checked(toy, tmp_pat
         _params(toy, tmp_path, repeat_factor_threshold=1.5)
 
 
+def test_low_precision_group_norm_false_trains_with_plain_group_norm(toy, tmp_path, monkeypatch):
+    """train.low_precision_group_norm: false gives the GN model plain (float32 under autocast)
+    GroupNorms; the default keeps models.LowPrecisionGroupNorm."""
+    import torch
+
+    from yeay_nb import models
+
+    seen = []
+    original = models.use_low_precision_group_norm
+
+    def spy(model, enable=True):
+        out = original(model, enable)
+        seen.append({type(m) for m in model.modules() if isinstance(m, torch.nn.GroupNorm)})
+        return out
+
+    monkeypatch.setattr(models, "use_low_precision_group_norm", spy)
+    gn = {"norm": "gn", "max_iter": 2}
+    assert train(_params(toy, tmp_path / "off", low_precision_group_norm=False, **gn), progress=False).iterations == 2
+    assert seen == [{torch.nn.GroupNorm}]
+    seen.clear()
+    assert train(_params(toy, tmp_path / "on", **gn), progress=False).iterations == 2
+    assert seen == []  # default: build_model's LowPrecisionGroupNorm stays
+
+
 def test_killed_run_resumes_to_the_same_end(toy, tmp_path):
     params_file = tmp_path / "params.yaml"
     out = tmp_path / "train"

@@ -141,6 +141,10 @@ class TrainParams:
     # training targets (matching, sampling, losses) for the whole batch at once (yeay_nb.fasttrain);
     # false: torchvision's per-image code (same losses, ~10x more host synchronisations per step)
     batched_heads: bool = True
+    # GroupNorm in bf16 under autocast (models.LowPrecisionGroupNorm; faster on a quiet GPU); false:
+    # float32 GroupNorm as autocast does by default (its loss curve differs beyond the seed noise:
+    # benchmarks/RESULTS.md). Training only: checkpoints hold the same weights either way
+    low_precision_group_norm: bool = True
     clip_grad_norm: Optional[float] = 10.0
     amp: Literal["auto", "bf16", "none"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     num_workers: int = 2

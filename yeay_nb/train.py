@@ -297,6 +297,10 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
             from .fasttrain import uninstall
 
             uninstall(model)
+        if not t.low_precision_group_norm:
+            from .models import use_low_precision_group_norm
+
+            use_low_precision_group_norm(model, False)
         params_dict = params.to_dict()
 
         resume_path = find_last_checkpoint(out)

@@ -17,5 +17,5 @@ python3 scripts/check_ccp_json.py /tmp/ccp520/coco.json 520 2>/dev/null \
     -p convert.ccp.root ../.device/ccp400s -p train.coco_json /tmp/ccp520/coco.json -p train.output_dir /tmp/ccp-trained \
     -p train.time_budget_s "${TRAIN_S:-300}" -p train.skip_test true 2>&1 | tr '\r' '\n' | grep -v "^train: " | tail -3
 python3 benchmarks/bench_infer_gpu.py --trained /tmp/ccp-trained/model_final.pt --video .device/videos/juggle_960x540.mp4 \
-    --frames 240 --naive-frames 48 --batch-sizes 48 --ablate FLOAT32_GROUP_NORM --precisions tf32 fp32 \
+    --frames 240 --naive-frames 48 --batch-sizes 48 --ablate FLOAT32_GROUP_NORM --precisions tf32 \
     --json "$out/infer_trained.json" "$@" 2>&1 | tee "$out/infer_trained.log" | grep "bench\]\|frames/s\|naive\|ours"

@@ -89,7 +89,7 @@ def test_run_models_fp32_equals_the_torchvision_forward_and_bf16_boxes_are_float
     model = fastpath.prepare_model(build_model(cfg), "cuda")
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (270, 480, 3), dtype=np.uint8) for _ in range(4)]
-    with fastpath.float32_exactly(), torch.inference_mode():
+    with fastpath.precision_flags("fp32"), torch.inference_mode():
         ref = model([torch.from_numpy(f).cuda().permute(2, 0, 1).float() / 255.0 for f in frames])
         got = fastpath.run_models([model], frames, (270, 480), "cuda", precision="fp32")[id(model)][0]
     for r, (boxes, scores, labels) in zip(ref, got):

@@ -59,10 +59,9 @@ CONCURRENT_MODELS = True  # a thread and stream per model on CUDA
 PER_LEVEL_RPN_NMS = False  # RPN NMS one level at a time: same boxes, cheaper serial pass, but 5x the NMS
                            # calls and host syncs: measured 27% slower end to end (RESULTS.md), so off
 CPU_NMS_BY_GROUP = True  # on a CPU, torchvision's batched_nms (a loop over groups for large inputs: faster there)
-AUTOCAST_BF16 = True     # bf16 autocast on CUDA (off: fp32, for checking results against fp32 code)
 FLOAT32_GROUP_NORM = False  # GN models at inference: GroupNorm in float32 under autocast (torchvision's
                             # default) instead of models.LowPrecisionGroupNorm's bf16 (training's choice)
-PRECISIONS = ("bf16", "tf32", "fp32")
+PRECISIONS = ("bf16", "tf32", "fp32")  # run_models / precision_flags / run_inference(precision=...)
 
 
 # --------------------------------------------------------------------------- model preparation
@@ -665,7 +664,7 @@ def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size:
 
     def one(m) -> tuple:
         images = image_lists[InputSpec.of(m)]
-        bf16 = cuda and AUTOCAST_BF16 and precision == "bf16"
+        bf16 = cuda and precision == "bf16"
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         with torch.inference_mode(), ctx:
             wants_masks = m is mask_det
@@ -711,11 +710,6 @@ def precision_flags(precision: str):
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
-def float32_exactly():
-    """``precision_flags("fp32")``: TF32 off while inside."""
-    return precision_flags("fp32")
 
 
 _LANES: dict = {}

@@ -43,13 +43,13 @@ from . import scoring
 from .atomic import write_json
 from .contract import SCHEMA_VERSION
 from .errors import CheckpointError, ParamsError, VideoError, YeayError
+from .fastpath import PRECISIONS, precision_flags
 from .video import VideoReader, VideoSource, fetch, prefetch, resolve_sources, shard, world_from_env
 
 STEPS = ("clothing", "person")
 TOP_N = 5
 TOP_ITEMS_PER_FRAME = 30
 MASK_PIXEL_THRESH = 0.5  # Mask R-CNN mask probabilities -> binary mask
-PRECISIONS = ("bf16", "tf32", "fp32")  # run_inference(precision=...); fastpath.PRECISIONS
 
 CLOTHING_KEYS = ("classesInDS", "items", "top_N_frames", "top_frames_each_class")
 PERSON_KEYS = ("mask_classes", "coco_rle_masks", "mask_scores")
@@ -578,10 +578,8 @@ def run_inference(input: Any, output_dir: str | os.PathLike, clothing_model: Any
                 max_frames=max_frames, rotate=str(rotate), batch_size=batch_size, create_vis=create_vis,
                 output_video=output_video, storage_options=storage_options, precision=precision)
     summary = InferSummary(output_dir=output_dir)
-    from . import fastpath
-
-    precision_ctx = contextlib.ExitStack()
-    precision_ctx.enter_context(fastpath.precision_flags(precision))
+    precision_ctx = contextlib.ExitStack()  # closed in the `finally` below
+    precision_ctx.enter_context(precision_flags(precision))
     t0 = time.perf_counter()
     video_bar = tqdm(mine, desc=f"videos (rank {rank}/{world_size})" if world_size > 1 else "videos",
                      unit="video", disable=not progress, position=0)

@@ -115,3 +115,35 @@ def test_mask_ap_covers_the_classes_that_have_masks(toy, tmp_path, monkeypatch):
     assert set(res["segm"]["per_class"]) == {"shirt"}
     assert res["segm"]["AP"] == pytest.approx(1.0)
     assert res["bbox"]["AP"] == pytest.approx(1.0) and set(res["bbox"]["per_class"]) == {"shirt", "hat"}
+
+
+def test_evaluate_cli_rescoring_at_another_test_scale(toy, tmp_path, capsys, monkeypatch):
+    """``yeay-nb evaluate CKPT --test-scale N`` scores the checkpoint at that size (the model really
+    sees it), records the settings in eval.json, and names a missing file in one line."""
+    from yeay_nb.cli import main
+
+    torch.manual_seed(0)
+    cfg = full_config({"arch": "maskrcnn", "backbone": "mobilenet_v3", "norm": "gn", "num_classes": 3,
+                       "min_size": 64, "max_size": 96, "test_min_size": 64, "test_max_size": 96,
+                       "box_score_thresh": 0.0, "rpn_pre_nms_top_n_test": 50, "rpn_post_nms_top_n_test": 20})
+    ckpt = save_checkpoint(tmp_path / "m.pt", model=build_model(cfg), classes=CLASSES, model_config=cfg)
+    import yeay_nb.models as models
+
+    seen, load = [], models.load_model
+
+    def load_and_watch(*a, **k):  # the backbone's input size is what the model really saw
+        model, classes, c = load(*a, **k)
+        model.backbone.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[-2:])))
+        return model, classes, c
+
+    monkeypatch.setattr(models, "load_model", load_and_watch)
+    assert main(["evaluate", str(ckpt), "--coco-json", str(toy), "--test-scale", "128", "--test-max-size",
+                 "192", "--score-thresh", "0.0", "--workers", "0", "--no-progress",
+                 "--output-dir", str(tmp_path / "ts128")]) == 0
+    out = capsys.readouterr().out
+    assert "test scale 128/192" in out and "shirt" in out
+    on_disk = json.loads((tmp_path / "ts128" / "eval.json").read_text())
+    assert on_disk["test_config"]["test_min_size"] == 128 and on_disk["test_config"]["score_thresh"] == 0.0
+    assert seen and all(min(hw) == 128 for hw in seen)  # the 64x96 images were resized to 128 short side
+    assert main(["evaluate", str(tmp_path / "nope.pt"), "--coco-json", str(toy)]) == 2
+    assert "nope.pt does not exist" in capsys.readouterr().err

@@ -6,6 +6,7 @@ Subcommands::
     yeay-nb pipeline -f params/X.yaml [-p key value ...]       # 01 -> 04 in order
     yeay-nb convert vg|ccp|synth ...                            # dataset conversion
     yeay-nb train -f params/X.yaml [-p key value ...]          # also under torchrun
+    yeay-nb evaluate CKPT --coco-json J [--test-scale N]       # COCO AP of a checkpoint
     yeay-nb infer --input SRC --output-dir DIR --clothing-model CKPT ...
 
 ``-p`` keys are dotted params keys (``-p train.max_iter 100``); values are read as
@@ -102,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--seed", type=int, default=0)
     syn.set_defaults(func=_cmd_convert_synth)
 
-    from . import infer, train
+    from . import evaluate, infer, train
 
     train.add_cli(sub)
+    evaluate.add_cli(sub)
     infer.add_cli(sub)
     return parser
 

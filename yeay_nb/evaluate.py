@@ -7,6 +7,12 @@ Usage::
     print(ap_table(result))                      # per class AP / AP50, bbox and segm
     dets = predict_coco(model, "work/coco.json", "val", device="cuda", score_thresh=0.05)
 
+Headless, a checkpoint re-scored at other test-time settings (the training run's own eval.json
+is never touched unless ``--output-dir`` names its folder)::
+
+    yeay-nb evaluate work/train/model_final.pt --coco-json work/coco.json --test-scale 480 \
+        --output-dir work/train/eval-ts480
+
 ``predict_coco`` returns COCO result dicts (``image_id, category_id, bbox [x, y, w, h],
 score`` and, for Mask R-CNN, ``segmentation`` as compressed RLE with a str ``counts``).
 Category ids are class indices (our jsons use id = index in ``info.classes``).
@@ -147,19 +153,26 @@ def coco_eval(gt: dict, detections: list[dict], iou_type: str = "bbox", classes:
 
 def evaluate(model_or_checkpoint: Any, coco_json: str | Path | dict, split: str = "val", *,
              output_dir: Optional[str | Path] = None, device: Any = "cpu", images_dir=None,
-             score_thresh: float = 0.05, progress: bool = True, num_workers: int = 2) -> dict:
+             score_thresh: float = 0.05, progress: bool = True, num_workers: int = 2,
+             test_overrides: Optional[dict] = None) -> dict:
     """Predict over ``split`` and score with COCOeval (bbox, plus segm for Mask R-CNN).
 
-    Writes ``output_dir/eval.json`` atomically when ``output_dir`` is given. Usage::
+    Writes ``output_dir/eval.json`` atomically when ``output_dir`` is given. ``test_overrides``
+    (a checkpoint path only) change test-time settings, e.g. ``{"min_size": 480}``; the settings
+    used are recorded as ``test_config``. Usage::
 
         result = evaluate("work/train/model_final.pt", "work/coco.json", output_dir="work/train")
         result["bbox"]["AP50"], result["bbox"]["per_class"]["dress"]["AP"]
     """
     from .data import CocoDetectionDataset
-    from .models import load_model
+    from .models import TEST_TIME_KEYS, load_model
 
+    test_config = None
     if isinstance(model_or_checkpoint, (str, Path)):
-        model, classes, _ = load_model(model_or_checkpoint, device)
+        model, classes, cfg = load_model(model_or_checkpoint, device, **(test_overrides or {}))
+        test_config = {k: cfg[k] for k in TEST_TIME_KEYS if k in cfg and k not in ("min_size", "max_size")}
+    elif test_overrides:
+        raise ValueError("evaluate: test_overrides need a checkpoint path (a built model keeps its settings)")
     else:
         model, classes = model_or_checkpoint, None
     ds = CocoDetectionDataset(coco_json, split, images_dir=images_dir)
@@ -169,6 +182,8 @@ def evaluate(model_or_checkpoint: Any, coco_json: str | Path | dict, split: str 
     roi_heads = getattr(model, "roi_heads", None)
     has_masks = any("segmentation" in d for d in dets) or bool(roi_heads is not None and roi_heads.has_mask())
     result: dict[str, Any] = {"split": split, "num_images": len(ds), "classes": classes}
+    if test_config is not None:
+        result["test_config"] = {**test_config, "score_thresh": score_thresh}
     result["bbox"] = coco_eval(gt, dets, "bbox", classes)
     mask_cats = {a["category_id"] for a in gt["annotations"] if a.get("segmentation")} if has_masks else set()
     if mask_cats and all(a.get("segmentation") for a in gt["annotations"]):
@@ -240,3 +255,68 @@ def prediction_images(model: torch.nn.Module, coco_json: Any, split: str = "val"
     finally:
         model.train(was_training)
     return images, titles
+
+
+# --------------------------------------------------------------------------- CLI
+def _configure(p: Any) -> Any:
+    p.add_argument("checkpoint", help="a checkpoint file (model_final.pt or model_XXXXXXX.pt)")
+    p.add_argument("--coco-json", required=True, help="the COCO json the model was trained on")
+    p.add_argument("--split", default="val")
+    p.add_argument("--images-dir", default=None, help="folder of the json's relative file_name entries")
+    p.add_argument("--test-scale", type=int, default=None, help="test short side (default: the checkpoint's)")
+    p.add_argument("--test-max-size", type=int, default=None, help="test long-side cap (default: the checkpoint's)")
+    p.add_argument("--detections-per-image", type=int, default=None)
+    p.add_argument("--score-thresh", type=float, default=0.05, help="lowest score kept (default 0.05)")
+    p.add_argument("--output-dir", default=None, help="write eval.json here (atomically)")
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--workers", type=int, default=4, help="data loader workers")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_cli)
+    return p
+
+
+def run_cli(args: Any) -> int:
+    """``yeay-nb evaluate`` / ``python -m yeay_nb.evaluate``: score a checkpoint, print the AP table."""
+    from .errors import ParamsError
+
+    if not Path(args.checkpoint).is_file():
+        raise ParamsError(f"evaluate: checkpoint {args.checkpoint} does not exist")
+    if not Path(args.coco_json).is_file():
+        raise ParamsError(f"evaluate: --coco-json {args.coco_json} does not exist")
+    overrides = {"min_size": args.test_scale, "max_size": args.test_max_size,
+                 "box_detections_per_img": args.detections_per_image}
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    result = evaluate(args.checkpoint, args.coco_json, args.split, output_dir=args.output_dir, device=device,
+                      images_dir=args.images_dir, score_thresh=args.score_thresh, progress=not args.no_progress,
+                      num_workers=args.workers, test_overrides={k: v for k, v in overrides.items() if v is not None})
+    tc = result["test_config"]
+    print(f"{args.checkpoint} on {result['num_images']} {args.split} images, test scale "
+          f"{tc['test_min_size']}/{tc['test_max_size']}, score >= {tc['score_thresh']}")
+    print(ap_table(result))
+    if args.output_dir:
+        print(f"wrote {Path(args.output_dir) / 'eval.json'}")
+    return 0
+
+
+def add_cli(subparsers: Any) -> Any:
+    """Register ``yeay-nb evaluate CKPT --coco-json J [--test-scale N ...]``."""
+    return _configure(subparsers.add_parser("evaluate", help="COCO AP of a checkpoint (other test scales too)",
+                                            description=run_cli.__doc__))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    import argparse
+    import sys
+
+    from .errors import YeayError
+
+    args = _configure(argparse.ArgumentParser(prog="python -m yeay_nb.evaluate")).parse_args(argv)
+    try:
+        return args.func(args)
+    except YeayError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

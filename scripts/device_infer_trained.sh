@@ -6,16 +6,19 @@
 # each timed and checked (box IoU >= 0.99, mask IoU >= 0.98). Results to $OUT.
 #   carry: .device/ccp400s .device/infer-wheels .device/videos      (59.7 MiB of the 64)
 #   TRAIN_S=300 bash scripts/device_infer_trained.sh [extra bench_infer_gpu.py args]
+# CKPT=/tmp/ccpruns/base/model_final.pt: use a model trained earlier on the same warm machine (e.g.
+# by scripts/device_sweep_ccp.sh) instead; then only .device/infer-wheels .device/videos are carried.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 python3 -m pip install -q --no-deps --no-index .device/infer-wheels/*.whl 2>&1 | tail -1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpus.txt"
-python3 scripts/check_ccp_json.py /tmp/ccp520/coco.json 520 2>/dev/null \
+ckpt=${CKPT:-/tmp/ccp-trained/model_final.pt}
+[ -f "$ckpt" ] || python3 scripts/check_ccp_json.py /tmp/ccp520/coco.json 520 2>/dev/null \
     || python3 -m yeay_nb.convert.ccp --root .device/ccp400s --out /tmp/ccp520/coco.json --workers 16 --no-progress | tail -1
-[ -f /tmp/ccp-trained/model_final.pt ] || python3 -m yeay_nb.train -f params/gpu-train-ccp.yaml \
+[ -f "$ckpt" ] || python3 -m yeay_nb.train -f params/gpu-train-ccp.yaml \
     -p convert.ccp.root ../.device/ccp400s -p train.coco_json /tmp/ccp520/coco.json -p train.output_dir /tmp/ccp-trained \
     -p train.time_budget_s "${TRAIN_S:-300}" -p train.skip_test true 2>&1 | tr '\r' '\n' | grep -v "^train: " | tail -3
-python3 benchmarks/bench_infer_gpu.py --trained /tmp/ccp-trained/model_final.pt --video .device/videos/juggle_960x540.mp4 \
+python3 benchmarks/bench_infer_gpu.py --trained "$ckpt" --video .device/videos/juggle_960x540.mp4 \
     --frames 240 --naive-frames 48 --batch-sizes 48 --ablate FLOAT32_GROUP_NORM --precisions tf32 \
     --json "$out/infer_trained.json" "$@" 2>&1 | tee "$out/infer_trained.log" | grep "bench\]\|frames/s\|naive\|ours"

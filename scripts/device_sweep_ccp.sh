@@ -4,7 +4,8 @@
 # gets a whole GPU (time budgets stay comparable with one-GPU runs; the host's cores are shared:
 # 16 per GPU on nvidia-h100-x4, as on nvidia-h100-x1). The variant named "base" (no overrides)
 # is the same-run reference. $OUT/sweep.tgz holds <name>/train.log, metrics.jsonl, eval.json per
-# variant; $OUT/sweep.txt the summary table (scripts/sweep_summary.py).
+# variant; $OUT/sweep.txt the summary table (scripts/sweep_summary.py). EVAL_SCALES="480 560" also
+# scores every finished run at those test scales (scripts/eval_scales.py; rows named run@tsS).
 #   carry (first call on a machine): .device/ccp400 .device/lead-wheels
 #   bash scripts/device_sweep_ccp.sh 'base|' 'rfs|-p train.repeat_factor_threshold 0.1' ...
 # The data is copied to /tmp/ccp400 and converted to /tmp/ccpwork/coco.json once per machine, so
@@ -40,6 +41,12 @@ for spec in "$@"; do
     i=$((i + 1))
 done
 for p in "${pids[@]}"; do wait "$p"; done
+# the finished runs scored again at larger test scales (EVAL_SCALES="480 560"; rows named run@tsS)
+if [ -n "${EVAL_SCALES:-}" ]; then
+    python3 scripts/eval_scales.py /tmp/ccpruns --coco-json /tmp/ccpwork/coco.json --scales $EVAL_SCALES \
+        --gpus $(seq "${GPU_OFFSET:-0}" $((i - 1))) 2>&1 | tee "$out/eval_scales.txt"
+    for d in /tmp/ccpruns/*@ts*; do mkdir -p "$out/${d##*/}" && cp "$d"/eval.json "$d"/eval.log "$d"/overrides.txt "$out/${d##*/}/" 2>/dev/null; done
+fi
 for spec in "$@"; do
     name=${spec%%|*}
     cp /tmp/ccpruns/"$name"/metrics.jsonl /tmp/ccpruns/"$name"/eval.json /tmp/ccpruns/"$name"/overrides.txt "$out/$name/" 2>/dev/null

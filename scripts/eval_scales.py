@@ -1,0 +1,69 @@
+"""Re-score every finished sweep run at other test scales (``yeay-nb evaluate``), one job per GPU.
+
+For run folder ``R`` (with ``model_final.pt``) and scale ``S`` it writes ``R@tsS/`` holding
+``eval.json`` plus ``R``'s ``metrics.jsonl`` and its overrides with ``-p train.test_scale S``
+appended, so ``scripts/sweep_summary.py`` lists it as one more row (test scale is a test-time
+setting: the same training run, scored at another size; the long side keeps the 5:3 cap).
+
+    python scripts/eval_scales.py /tmp/ccpruns --coco-json /tmp/ccpwork/coco.json --scales 480 560 --gpus 0 1 2 3
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def jobs(root: Path, scales: list[int]) -> list[tuple[Path, int]]:
+    return [(d, s) for d in sorted(root.iterdir()) if d.is_dir() and "@" not in d.name
+            and (d / "model_final.pt").is_file() for s in scales if not (root / f"{d.name}@ts{s}" / "eval.json").is_file()]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("root", type=Path)
+    ap.add_argument("--coco-json", required=True)
+    ap.add_argument("--scales", type=int, nargs="+", required=True)
+    ap.add_argument("--gpus", nargs="+", default=["0"])
+    ap.add_argument("--workers", type=int, default=8)
+    args = ap.parse_args()
+    todo = jobs(args.root, args.scales)
+    print(f"[eval_scales] {len(todo)} evaluations on GPUs {' '.join(args.gpus)}", flush=True)
+    free, running, failed = list(args.gpus), {}, 0
+    while todo or running:
+        while todo and free:
+            run, scale = todo.pop(0)
+            gpu = free.pop(0)
+            out = args.root / f"{run.name}@ts{scale}"
+            out.mkdir(exist_ok=True)
+            log = open(out / "eval.log", "w")
+            cmd = [sys.executable, "-m", "yeay_nb.evaluate", str(run / "model_final.pt"), "--coco-json", args.coco_json,
+                   "--test-scale", str(scale), "--test-max-size", str(round(scale * 5 / 3)), "--no-progress",
+                   "--workers", str(args.workers), "--output-dir", str(out)]
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu})
+            running[proc] = (gpu, run, out, log, time.time())
+        for proc in [p for p in running if p.poll() is not None]:
+            gpu, run, out, log, t0 = running.pop(proc)
+            log.close()
+            free.append(gpu)
+            if proc.returncode:
+                failed += 1
+                print(f"[eval_scales] {out.name} failed ({proc.returncode}): see {out / 'eval.log'}", flush=True)
+                continue
+            for f in ("metrics.jsonl",):
+                if (run / f).is_file():
+                    shutil.copy(run / f, out / f)
+            ov = (run / "overrides.txt").read_text().strip() if (run / "overrides.txt").is_file() else ""
+            scale = int(out.name.rsplit("@ts", 1)[1])
+            (out / "overrides.txt").write_text(f"{ov} -p train.test_scale {scale}".strip() + "\n")
+            print(f"[eval_scales] {out.name} done in {time.time() - t0:.0f} s", flush=True)
+        time.sleep(1)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -405,14 +405,15 @@ def test_precision_sets_tf32_for_the_run_only_and_is_recorded(videos, tmp_path):
         doc = validate_file(tmp_path / "fp32" / "synth_000.json")
         assert doc["params"]["precision"] == "fp32"
         seen.clear()
-        run_inference(videos[1][0], tmp_path / "bf16", det, "same", progress=False)
+        run_inference(videos[1][0], tmp_path / "bf16", det, "same", precision="bf16", progress=False)
         assert seen and all(flags == (True, True) for flags in seen)  # bf16 leaves the process's flags
         assert validate_file(tmp_path / "bf16" / "synth_000.json")["params"]["precision"] == "bf16"
         seen.clear()
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        run_inference(videos[1][0], tmp_path / "tf32", det, "same", precision="tf32", progress=False)
+        run_inference(videos[1][0], tmp_path / "tf32", det, "same", progress=False)  # the default: tf32
         assert seen and all(flags == (True, True) for flags in seen)
         assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (False, False)
+        assert validate_file(tmp_path / "tf32" / "synth_000.json")["params"]["precision"] == "tf32"
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
     with pytest.raises(ParamsError, match="precision"):
@@ -420,5 +421,10 @@ def test_precision_sets_tf32_for_the_run_only_and_is_recorded(videos, tmp_path):
     from yeay_nb.params import params_from_dict
 
     assert params_from_dict({"infer": {"precision": "fp32"}}).infer.precision == "fp32"
+    assert params_from_dict({}).infer.precision == "tf32"  # the same default as run_inference and the CLI
+    from yeay_nb.cli import build_parser
+
+    cli = build_parser().parse_args(["infer", "--input", "v.mp4", "--output-dir", "o", "--clothing-model", "m.pt"])
+    assert cli.precision == "tf32"
     with pytest.raises(ParamsError, match="precision"):
         params_from_dict({"infer": {"precision": "half"}})

@@ -45,7 +45,7 @@ for p in "${pids[@]}"; do wait "$p"; done
 if [ -n "${EVAL_SCALES:-}" ]; then
     python3 scripts/eval_scales.py /tmp/ccpruns --coco-json /tmp/ccpwork/coco.json --scales $EVAL_SCALES \
         --gpus $(seq "${GPU_OFFSET:-0}" $((i - 1))) 2>&1 | tee "$out/eval_scales.txt"
-    for d in /tmp/ccpruns/*@ts*; do mkdir -p "$out/${d##*/}" && cp "$d"/eval.json "$d"/eval.log "$d"/overrides.txt "$out/${d##*/}/" 2>/dev/null; done
+    for d in /tmp/ccpruns/*@ts*; do mkdir -p "$out/${d##*/}" && cp "$d"/eval.json "$d"/eval.log "$d"/overrides.txt "$d"/metrics.jsonl "$out/${d##*/}/" 2>/dev/null; done
 fi
 for spec in "$@"; do
     name=${spec%%|*}

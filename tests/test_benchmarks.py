@@ -201,3 +201,41 @@ def test_sweep_next_round_combines_winners_and_never_repeats_a_run(tmp_path):
     runs2, noise2 = with_gains(runs + [run(names[0], 0.8, 0.18, specs[0].split("|")[1])])
     again = next_specs(runs2, noise2, 4)
     assert specs[0] not in again and all(_pairs(s.split("|")[1]) != _pairs(specs[0].split("|")[1]) for s in again)
+
+
+@pytest.mark.slow
+def test_eval_scales_rescores_each_run_at_each_test_scale_once(tmp_path):
+    """scripts/eval_scales.py: every run folder with model_final.pt gets run@tsS/eval.json scored at
+    that test size, the run's overrides plus the test scale (so sweep_summary lists it), its metrics;
+    a second call finds nothing left to do; a failing evaluation makes the script fail."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from helpers_train import CLASSES, make_toy_coco
+    finally:
+        sys.path.remove(str(ROOT / "tests"))
+    from yeay_nb.models import build_model, full_config, save_checkpoint
+
+    toy = make_toy_coco(tmp_path / "toy", n_images=8, size=(96, 64))
+    cfg = full_config({"arch": "maskrcnn", "backbone": "mobilenet_v3", "norm": "gn", "num_classes": 3, "min_size": 64,
+                       "max_size": 96, "test_min_size": 64, "test_max_size": 96, "rpn_post_nms_top_n_test": 20})
+    runs = tmp_path / "runs"
+    (runs / "lr04").mkdir(parents=True)
+    (runs / "unfinished").mkdir()  # no model_final.pt: skipped
+    save_checkpoint(runs / "lr04" / "model_final.pt", model=build_model(cfg), classes=CLASSES, model_config=cfg)
+    (runs / "lr04" / "overrides.txt").write_text("-p train.base_lr 0.04\n")
+    (runs / "lr04" / "metrics.jsonl").write_text('{"iteration": 20, "img_per_s": 90.0}\n')
+    args = ["scripts/eval_scales.py", str(runs), "--coco-json", str(toy), "--scales", "96", "128",
+            "--gpus", "0", "1", "--workers", "0"]
+    out = _run(args)
+    assert "2 evaluations" in out
+    assert sorted(p.name for p in runs.iterdir()) == ["lr04", "lr04@ts128", "lr04@ts96", "unfinished"]
+    for scale in (96, 128):
+        d = runs / f"lr04@ts{scale}"
+        ev = json.loads((d / "eval.json").read_text())
+        assert ev["test_config"]["test_min_size"] == scale and ev["test_config"]["test_max_size"] == round(scale * 5 / 3)
+        assert (d / "overrides.txt").read_text().split() == ["-p", "train.base_lr", "0.04", "-p", "train.test_scale", str(scale)]
+        assert (d / "metrics.jsonl").read_text() == (runs / "lr04" / "metrics.jsonl").read_text()
+    assert "0 evaluations" in _run(args)
+    r = subprocess.run([sys.executable, *args[:3], str(tmp_path / "missing.json"), "--scales", "160", "--workers", "0"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "lr04@ts160 failed" in r.stdout

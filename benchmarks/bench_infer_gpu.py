@@ -7,9 +7,11 @@ blur scores, person-mask RLEs, one JSON.
 - **naive** (what the 2018 script did): PyAV decodes a frame; each model runs on it alone
   (batch 1, fp32, torchvision's own forward, which pastes all 100 masks at frame size); every
   person mask is thresholded and RLE-encoded on the CPU; blur in the same thread; JSON at the end.
-- **ours**: ``yeay_nb.infer.run_inference`` (decode thread, batched frames, bf16 autocast,
-  channels_last, folded norms, one shared upload/resize for both models, masks only for kept
-  person detections, one device-to-host copy per batch).
+- **ours**: ``yeay_nb.infer.run_inference`` (decode thread, batched frames, the product's
+  default precision unless ``--precision`` says otherwise (tf32 since 2026-11-27 evening; bf16
+  before: RESULTS.md rows up to then are bf16), channels_last, folded norms, one shared
+  upload/resize for both models, masks only for kept person detections, one device-to-host copy
+  per batch). ``--precisions`` times and checks other precisions too; fp32 always is.
 
 Models: untrained (no weights are reachable on the lent machines), so the detections are made
 realistic by construction: BatchNorm-free random R50-FPNs whose classifier weights are scaled
@@ -187,7 +189,7 @@ def naive(video: Path, person_ckpt: Path, clothing_ckpt: Path, frames: int, devi
 
 # --------------------------------------------------------------------------- ours
 def ours(video: Path, person_det, clothing_det, frames: int, batch_size: int, device: str, out: Path,
-         precision: str = "bf16") -> dict:
+         precision: str) -> dict:
     import torch
 
     from yeay_nb.infer import run_inference
@@ -262,10 +264,12 @@ def compare(naive_res: dict, doc: dict, frames: int) -> dict:
 
 # --------------------------------------------------------------------------- breakdown
 def breakdown(video: Path, person_det, clothing_det, frames: int, batch_size: int, device: str,
-              profile_path: Path | None) -> dict:
-    """Where the time goes: decode alone, the two models alone on decoded frames, FLOPs per frame."""
+              profile_path: Path | None, precision: str) -> dict:
+    """Where the time goes: decode alone, the two models alone on decoded frames (at ``precision``,
+    with its TF32 switches as run_inference sets them), FLOPs per frame."""
     import torch
 
+    from yeay_nb import fastpath
     from yeay_nb.infer import _forward_batch
     from yeay_nb.video import VideoReader
 
@@ -285,7 +289,7 @@ def breakdown(video: Path, person_det, clothing_det, frames: int, batch_size: in
 
     def run_all():
         for s in range(0, len(decoded) - batch_size + 1, batch_size):
-            _forward_batch(dets, decoded[s:s + batch_size], size, device, person_det, [pid], 0.5)
+            _forward_batch(dets, decoded[s:s + batch_size], size, device, person_det, [pid], 0.5, precision)
         sync()
 
     run_all()
@@ -298,14 +302,12 @@ def breakdown(video: Path, person_det, clothing_det, frames: int, batch_size: in
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as fc:
-            _forward_batch(dets, decoded[:batch_size], size, device, person_det, [pid], 0.5)
+            _forward_batch(dets, decoded[:batch_size], size, device, person_det, [pid], 0.5, precision)
         flops = fc.get_total_flops() / batch_size
     except Exception as e:  # the counter does not know every op; the timing stands without it
         print(f"[bench] flop count failed: {e}")
     if profile_path is not None:  # models one after the other, so each kernel belongs to one stage
         from torch.profiler import ProfilerActivity, profile
-
-        from yeay_nb import fastpath
 
         fastpath.CONCURRENT_MODELS = False
         try:
@@ -346,9 +348,14 @@ def main() -> None:
     ap.add_argument("--ablate", nargs="*", default=None, metavar="SWITCH",
                     help="also run with each fast-path switch flipped in turn (all, or the ones named)")
     ap.add_argument("--profile", default=None, help="write a profiler table of the models here")
-    ap.add_argument("--precisions", nargs="*", default=["tf32"], choices=["tf32"],
-                    help="also time these precisions at the best batch size and check them against the naive "
-                         "loop (fp32 is always timed and checked: ours_fp32, check_fp32)")
+    from yeay_nb.fastpath import DEFAULT_PRECISION
+
+    ap.add_argument("--precision", default=DEFAULT_PRECISION, choices=["bf16", "tf32"],
+                    help="precision of the 'ours' rows, the ablations and the breakdown (default: the product's, "
+                         f"{DEFAULT_PRECISION})")
+    ap.add_argument("--precisions", nargs="*", default=["bf16", "tf32"], choices=["bf16", "tf32"],
+                    help="also time these precisions (other than --precision) at the best batch size and check them "
+                         "against the naive loop (fp32 is always timed and checked: ours_fp32, check_fp32)")
     ap.add_argument("--tiny", action="store_true", help="CPU smoke mode: tiny synthetic video, resnet18")
     ap.add_argument("--trained", default=None, metavar="CKPT",
                     help="use a trained Mask R-CNN checkpoint with a 'person' class for both models (its box part "
@@ -384,7 +391,7 @@ def main() -> None:
     result: dict = {"device": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor(),
                     "torch": torch.__version__, "video": str(video), "backbone": args.backbone,
                     "weights": f"trained: {args.trained}" if args.trained else "untrained, calibrated on frame 0",
-                    "test_size": args.test_size, "date": time.strftime("%Y-%m-%d")}
+                    "test_size": args.test_size, "precision": args.precision, "date": time.strftime("%Y-%m-%d")}
     print(f"[bench] {result}", flush=True)
     nv = naive(video, person_ckpt, clothing_ckpt, args.naive_frames, device, tmp / "naive.json")
     result["naive"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in nv.items()
@@ -396,8 +403,8 @@ def main() -> None:
     check = None
     for bs in args.batch_sizes:
         # a warm-up per batch size: cuDNN autotunes each new input shape once (per model thread)
-        ours(video, person, clothing, 2 * bs, bs, device, tmp / "warm")
-        r = ours(video, person, clothing, args.frames, bs, device, tmp / f"ours{bs}")
+        ours(video, person, clothing, 2 * bs, bs, device, tmp / "warm", args.precision)
+        r = ours(video, person, clothing, args.frames, bs, device, tmp / f"ours{bs}", args.precision)
         row = {"batch_size": bs, "frames": r["frames"], "seconds": round(r["seconds"], 3), "fps": round(r["fps"], 2),
                "speedup": round(r["fps"] / nv["fps"], 2), "peak_gib": r["peak_gib"] and round(r["peak_gib"], 2)}
         result["ours"].append(row)
@@ -423,7 +430,8 @@ def main() -> None:
     best = max(result["ours"], key=lambda r: r["fps"])
     _brief = ("match_rate", "box_iou_ge_0.99", "mask_iou_ge_0.98", "mask_iou_median", "score_absdiff_p99")
     result["precisions"] = []
-    for prec in args.precisions:  # each against the same naive loop as bf16 (float32, cuDNN's default TF32)
+    for prec in [p for p in dict.fromkeys(args.precisions) if p != args.precision]:
+        # each against the same naive loop as the headline (float32, cuDNN's default TF32)
         bs = min(best["batch_size"], 48)  # float32 activations: twice bf16's memory
         ours(video, person, clothing, 2 * bs, bs, device, tmp / "warm", precision=prec)
         r = ours(video, person, clothing, args.frames, bs, device, tmp / f"prec_{prec}", precision=prec)
@@ -439,8 +447,8 @@ def main() -> None:
         setattr(fastpath, flag, not default)
         try:  # models are prepared at load time: reload them with the lever flipped
             p2, c2 = load_detector(str(person_ckpt), device), load_detector(str(clothing_ckpt), device)
-            ours(video, p2, c2, 2 * best["batch_size"], best["batch_size"], device, tmp / "warm")
-            r = ours(video, p2, c2, args.frames, best["batch_size"], device, tmp / f"abl_{flag}")
+            ours(video, p2, c2, 2 * best["batch_size"], best["batch_size"], device, tmp / "warm", args.precision)
+            r = ours(video, p2, c2, args.frames, best["batch_size"], device, tmp / f"abl_{flag}", args.precision)
         finally:
             setattr(fastpath, flag, default)
         c = compare(nv, r["doc"], nv["frames"])  # what the switch does to the agreement with the naive loop
@@ -448,13 +456,16 @@ def main() -> None:
                "vs_default": round(r["fps"] / best["fps"], 3), **{k: c[k] for k in _brief}}
         result["ablations"].append(row)
         print(f"[bench] ablation: {row}", flush=True)
-    result["breakdown"] = breakdown(video, person, clothing, min(args.frames, 4 * best["batch_size"]),
-                                    best["batch_size"], device, Path(args.profile) if args.profile else None)
+    with fastpath.precision_flags(args.precision):
+        result["breakdown"] = breakdown(video, person, clothing, min(args.frames, 4 * best["batch_size"]),
+                                        best["batch_size"], device, Path(args.profile) if args.profile else None,
+                                        args.precision)
     print(f"[bench] breakdown: {result['breakdown']}", flush=True)
     result["large"] = []
     for v in args.large:
-        ours(Path(v), person, clothing, 2 * best["batch_size"], best["batch_size"], device, tmp / "warm")
-        r = ours(Path(v), person, clothing, 10**9, best["batch_size"], device, tmp / f"large{len(result['large'])}")
+        ours(Path(v), person, clothing, 2 * best["batch_size"], best["batch_size"], device, tmp / "warm", args.precision)
+        r = ours(Path(v), person, clothing, 10**9, best["batch_size"], device, tmp / f"large{len(result['large'])}",
+                 args.precision)
         row = {"video": v, "dim": r["doc"]["video_dim"], "frames": r["frames"], "fps": round(r["fps"], 2),
                "peak_gib": r["peak_gib"] and round(r["peak_gib"], 2)}
         result["large"].append(row)
@@ -462,7 +473,7 @@ def main() -> None:
     print(f"\n{'path':<22}{'frames/s':>10}{'x naive':>9}{'peak GiB':>10}")
     print(f"{'naive (batch 1 fp32)':<22}{nv['fps']:>10.2f}{1.0:>9.2f}{'':>10}")
     for row in result["ours"]:
-        print(f"{'ours batch ' + str(row['batch_size']):<22}{row['fps']:>10.2f}{row['speedup']:>9.2f}"
+        print(f"{'ours ' + args.precision + ' batch ' + str(row['batch_size']):<22}{row['fps']:>10.2f}{row['speedup']:>9.2f}"
               f"{row['peak_gib'] if row['peak_gib'] is not None else '':>10}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

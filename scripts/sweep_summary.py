@@ -84,8 +84,10 @@ def with_gains(runs: list[dict]) -> tuple[list[dict], float]:
 
 
 def next_specs(runs: list[dict], noise: float, n: int) -> list[str]:
-    singles = sorted((r for r in runs if "+" not in r["name"] and not r["name"].startswith("base")
-                      and r["gain"] is not None), key=lambda r: -r["gain"])
+    # rows named run@tsS are a finished run scored again at another test scale (scripts/eval_scales.py):
+    # not a training lever to combine
+    singles = sorted((r for r in runs if "+" not in r["name"] and "@" not in r["name"]
+                      and not r["name"].startswith("base") and r["gain"] is not None), key=lambda r: -r["gain"])
     winners = [r for r in singles if r["gain"] > noise] or singles[:2]
     combos: list[tuple[str, dict]] = []
 

@@ -203,6 +203,10 @@ def test_sweep_next_round_combines_winners_and_never_repeats_a_run(tmp_path):
     runs2, noise2 = with_gains(runs + [run(names[0], 0.8, 0.18, specs[0].split("|")[1])])
     again = next_specs(runs2, noise2, 4)
     assert specs[0] not in again and all(_pairs(s.split("|")[1]) != _pairs(specs[0].split("|")[1]) for s in again)
+    # a run scored again at another test scale (run@tsS) is listed, but never proposed as a lever
+    runs3, noise3 = with_gains(runs + [run("a@ts480", 0.85, 0.25, "-p train.rois_per_image 256 -p train.test_scale 480")])
+    assert any(r["name"] == "a@ts480" and r["gain"] > 0.05 for r in runs3)  # the best row of all
+    assert not any("test_scale" in s or "@" in s.split("|")[0] for s in next_specs(runs3, noise3, 8))
 
 
 @pytest.mark.slow

@@ -156,3 +156,75 @@ def test_sampler_repeats_images_by_their_factors_with_stochastic_rounding():
     assert sorted(next(plain)[0] for _ in range(20)) == list(range(20))  # without factors: each once
     with pytest.raises(ValueError, match="3 repeat factors for 20 images"):
         GroupedInfiniteBatchSampler([1.5] * 20, 1, repeat_factors=[1.0, 1.0, 2.0])
+
+
+def test_copy_paste_puts_source_pixels_on_top_and_shrinks_what_it_hides():
+    """copy_paste: the pasted object's pixels come from the (scaled) source, the target's masks lose
+    what is covered and their boxes follow, a hidden object is dropped, a box-only one keeps its box."""
+    from yeay_nb.data import boxes_from_masks, copy_paste
+
+    h, w = 40, 60
+    image = torch.full((3, h, w), 10, dtype=torch.uint8)
+    masks = np.zeros((3, h, w), np.uint8)
+    masks[0, 5:25, 5:45] = 1      # half covered below
+    masks[1, 12:16, 22:26] = 1    # entirely covered: dropped
+    masks[2, 0:10, 50:60] = 1     # box-only object (its filled box), untouched
+    has_mask = np.array([True, True, False])
+    boxes = torch.from_numpy(boxes_from_masks(masks))
+    labels = torch.tensor([1, 2, 3])
+    src = torch.full((3, 20, 20), 200, dtype=torch.uint8)
+    src_masks = np.zeros((1, 20, 20), np.uint8)
+    src_masks[0, :, :] = 1         # the whole 20x20 source, scaled x1.5 to 30x30 at x=20, y=10
+    out_img, out_boxes, out_labels, out_masks, out_has = copy_paste(
+        image, boxes, labels, masks, has_mask, src, torch.tensor([4]), src_masks, 1.5, (20, 10))
+    assert out_labels.tolist() == [1, 3, 4] and out_has.tolist() == [True, False, True]
+    assert (out_img[:, 10:40, 20:50] == 200).all() and (out_img[:, :10] == 10).all()
+    assert out_boxes[-1].tolist() == [20, 10, 50, 40]
+    # object 0 lost x 20-45 from row 10 on: its mask and box are what is still visible
+    assert out_masks[0].sum() == masks[0].sum() - 15 * 25 and out_boxes[0].tolist() == [5, 5, 45, 25]
+    assert out_masks[0][10:25, 20:45].sum() == 0
+    assert out_boxes[1].tolist() == boxes[2].tolist()  # box-only: keeps its box
+    assert image[0, 20, 30] == 10 and masks[0].sum() == 20 * 40  # inputs untouched
+    with pytest.raises(ValueError, match="does not fit"):
+        copy_paste(image, boxes, labels, masks, has_mask, src, torch.tensor([4]), src_masks, 1.5, (40, 10))
+
+
+def test_dataset_copy_paste_gives_consistent_targets(toy):
+    """copy_paste=1.0: every training image gets another image's objects; each box encloses its mask,
+    labels stay valid and no degenerate box appears; the original pixels of an uncovered area stay."""
+    plain = CocoDetectionDataset(toy, "train", masks=True)
+    pasted = CocoDetectionDataset(toy, "train", masks=True, copy_paste=1.0)
+    random.seed(3)
+    more = 0
+    for i in range(len(plain)):
+        (img0, t0), (img1, t1) = plain[i], pasted[i]
+        assert t1["masks"].shape[0] == len(t1["boxes"]) == len(t1["labels"]) and t1["masks"].shape[1:] == img0.shape[1:]
+        m = t1["masks"].numpy()
+        from yeay_nb.data import boxes_from_masks
+
+        assert np.allclose(boxes_from_masks(m), t1["boxes"].numpy())  # every toy object has a mask
+        assert ((t1["boxes"][:, 2:] - t1["boxes"][:, :2]) >= 1).all()
+        assert set(t1["labels"].tolist()) <= {1, 2}
+        uncovered = ~m.any(axis=0) & ~t0["masks"].numpy().any(axis=0)
+        assert (img1[:, torch.from_numpy(uncovered)] == img0[:, torch.from_numpy(uncovered)]).float().mean() > 0.5
+        more += len(t1["labels"]) > len(t0["labels"])
+    assert more >= len(plain) // 2  # most images gained objects
+    flipped = CocoDetectionDataset(toy, "train", masks=True, hflip=True, copy_paste=1.0)
+    for i in range(len(flipped)):  # the flip comes after the paste: boxes and masks still agree
+        _, t = flipped[i]
+        assert np.allclose(boxes_from_masks(t["masks"].numpy()), t["boxes"].numpy())
+    boxes_only = CocoDetectionDataset(toy, "train", masks=False, copy_paste=1.0)
+    assert "masks" not in boxes_only[0][1]  # Faster R-CNN: pasted boxes, no masks in the target
+    with pytest.raises(ValueError, match="copy_paste"):
+        CocoDetectionDataset(toy, "train", copy_paste=1.5)
+
+
+def test_copy_paste_takes_its_objects_from_another_image(toy, monkeypatch):
+    ds = CocoDetectionDataset(toy, "train", masks=True, copy_paste=1.0)
+    monkeypatch.setattr(random, "randrange", lambda n: 0)  # the first candidate source
+    reads, read = [], ds.read_image
+    monkeypatch.setattr(ds, "read_image", lambda i: (reads.append(i), read(i))[1])
+    _, t = ds[0]
+    assert reads == [0, 1]  # image 0 itself is never its own source
+    src_labels = [a["category_id"] for a in ds.records[1][1]]
+    assert t["labels"].tolist()[-len(src_labels):] == src_labels

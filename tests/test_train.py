@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -20,7 +21,8 @@ from helpers_train import make_toy_coco  # noqa: E402
 from yeay_nb.errors import CheckpointError, ParamsError  # noqa: E402
 from yeay_nb.models import load_checkpoint, load_model  # noqa: E402
 from yeay_nb.params import params_from_dict  # noqa: E402
-from yeay_nb.train import NonFiniteLossError, add_cli, derive_schedule, find_last_checkpoint, train  # noqa: E402
+from yeay_nb.train import (NonFiniteLossError, add_cli, derive_schedule, find_last_checkpoint, read_metrics,  # noqa: E402
+                           train)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -189,6 +191,21 @@ def test_repeat_factor_sampling_is_logged_and_its_threshold_checked(toy, tmp_pat
     assert "threshold 1" in line and "images repeated" in line and "x images per epoch" in line
     with pytest.raises(ParamsError, match="train.repeat_factor_threshold"):
         _params(toy, tmp_path, repeat_factor_threshold=1.5)
+
+
+def test_copy_paste_trains_and_its_probability_is_checked(toy, tmp_path, monkeypatch):
+    """train.copy_paste_prob reaches the training images (every one pasted at 1.0), Mask R-CNN trains
+    on them; a value outside [0, 1] is an error naming the key."""
+    import yeay_nb.data as data
+
+    calls, paste = [], data.copy_paste
+    monkeypatch.setattr(data, "copy_paste", lambda *a, **k: (calls.append(1), paste(*a, **k))[1])
+    result = train(_params(toy, tmp_path, model="maskrcnn", max_iter=3, copy_paste_prob=1.0), progress=False)
+    assert result.iterations == 3 and len(calls) >= 3 * TINY["ims_per_gpu"] - 1  # num_workers 0: seen here
+    losses = [r["loss"] for r in read_metrics(result.output_dir / "metrics.jsonl") if "loss" in r]
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+    with pytest.raises(ParamsError, match="train.copy_paste_prob"):
+        _params(toy, tmp_path, copy_paste_prob=1.5)
 
 
 def test_low_precision_group_norm_false_trains_with_plain_group_norm(toy, tmp_path, monkeypatch):

@@ -13,6 +13,11 @@ and travel as uint8 (4x fewer bytes than float through shared and pinned memory)
 trainer converts them on the device. An image that fails to decode is skipped and
 counted (the third element of each batch), never fatal.
 
+``copy_paste`` (training only): with that probability an image gets the masked objects of
+another training image pasted on top (Simple Copy-Paste, Ghiasi et al. CVPR 2021), scaled by a
+random factor and placed at random; occluded masks and their boxes shrink, objects left with too
+few pixels are dropped. Only objects with a segmentation are pasted.
+
 Image files: ``file_name`` when absolute; otherwise resolved against ``images_dir``
 (argument), else the json's ``info.images_dir`` (relative to the json's folder), else
 ``<json folder>/images``.
@@ -59,6 +64,69 @@ def ann_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     return mask_utils.decode(rle)
 
 
+# an occluded object keeps its place only with at least this many visible pixels and this share of
+# its own area (Ghiasi et al. drop fully covered objects; a sliver would give a degenerate box)
+_MIN_VISIBLE_PIXELS = 16
+_MIN_VISIBLE_FRACTION = 0.05
+
+
+def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
+    """(n, 4) float32 xyxy boxes enclosing each (h, w) mask (pixel edges: a one-pixel mask at x=3
+    gives x0 3, x1 4); all zeros for an empty mask."""
+    out = np.zeros((len(masks), 4), dtype=np.float32)
+    for i, m in enumerate(masks):
+        ys, xs = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
+        if len(xs):
+            out[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    return out
+
+
+def copy_paste(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, masks: np.ndarray,
+               has_mask: np.ndarray, src_image: torch.Tensor, src_labels: torch.Tensor, src_masks: np.ndarray,
+               scale: float, offset: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+    """Paste every object of the source (``src_masks``, (m, sh, sw)) onto ``image`` (uint8 CHW).
+
+    The source is resized by ``scale`` (bilinear image, nearest masks) and its top-left corner put
+    at ``offset`` = (x, y); the caller keeps it inside the image. The target's masks lose the pasted
+    pixels and objects with a real mask (``has_mask``) get boxes from what stays visible; objects
+    with less than 16 pixels or 5% of their area left are dropped. Box-only objects keep their box.
+    Returns the new image, boxes, labels, masks and has_mask (pasted objects appended)."""
+    import torch.nn.functional as F
+
+    h, w = image.shape[-2:]
+    sh, sw = src_image.shape[-2:]
+    nh, nw = max(1, round(sh * scale)), max(1, round(sw * scale))
+    x0, y0 = offset
+    if not (0 <= x0 and 0 <= y0 and x0 + nw <= w and y0 + nh <= h):
+        raise ValueError(f"copy_paste: a {nw}x{nh} paste at {offset} does not fit a {w}x{h} image")
+    small = F.interpolate(src_image[None].float(), size=(nh, nw), mode="bilinear", align_corners=False)[0]
+    small_masks = F.interpolate(torch.from_numpy(src_masks)[None].float(), size=(nh, nw), mode="nearest")[0]
+    pasted = np.zeros((len(src_masks), h, w), dtype=np.uint8)
+    pasted[:, y0:y0 + nh, x0:x0 + nw] = small_masks.numpy().astype(np.uint8)
+    keep_src = pasted.reshape(len(pasted), -1).sum(axis=1) >= _MIN_VISIBLE_PIXELS  # specks left by the downscale
+    pasted, src_labels = pasted[keep_src], src_labels[torch.from_numpy(keep_src)]
+    if not len(pasted):
+        return image, boxes, labels, masks, has_mask
+    union = pasted.any(axis=0)
+    image = image.clone()
+    region = torch.from_numpy(union[y0:y0 + nh, x0:x0 + nw])
+    image[:, y0:y0 + nh, x0:x0 + nw] = torch.where(region, small.round().clamp(0, 255).to(torch.uint8),
+                                                   image[:, y0:y0 + nh, x0:x0 + nw])
+    before = masks.reshape(len(masks), -1).sum(axis=1)
+    masks = masks & ~union[None]
+    after = masks.reshape(len(masks), -1).sum(axis=1)
+    visible = ~has_mask | ((after >= _MIN_VISIBLE_PIXELS) & (after >= _MIN_VISIBLE_FRACTION * before))
+    boxes = boxes.clone()
+    if has_mask.any():
+        boxes[torch.from_numpy(has_mask)] = torch.from_numpy(boxes_from_masks(masks[has_mask]))
+    keep = torch.from_numpy(visible)
+    boxes = torch.cat([boxes[keep], torch.from_numpy(boxes_from_masks(pasted))])
+    labels = torch.cat([labels[keep], src_labels])
+    masks = np.concatenate([masks[visible], pasted])
+    has_mask = np.concatenate([has_mask[visible], np.ones(len(pasted), dtype=bool)])
+    return image, boxes, labels, masks, has_mask
+
+
 class CocoDetectionDataset(Dataset):
     """Images of one split of a COCO json with their targets, in torchvision's format.
 
@@ -69,7 +137,7 @@ class CocoDetectionDataset(Dataset):
 
     def __init__(self, coco_json: str | Path | dict, split: Optional[str] = "train", *,
                  images_dir: Optional[str | Path] = None, masks: bool = False, hflip: bool = False,
-                 drop_empty: bool = False):
+                 drop_empty: bool = False, copy_paste: float = 0.0):
         if isinstance(coco_json, dict):
             coco, self.coco_json = coco_json, None
         else:
@@ -82,6 +150,9 @@ class CocoDetectionDataset(Dataset):
         self.classes = classes_of(coco)
         self.images_dir = resolve_images_dir(coco, self.coco_json, images_dir)
         self.split, self.masks, self.hflip = split, masks, hflip
+        if not 0.0 <= copy_paste <= 1.0:
+            raise ValueError(f"copy_paste must be a probability in [0, 1], got {copy_paste}")
+        self.copy_paste = copy_paste
         n_classes = len(self.classes)
         by_image: dict[Any, list] = defaultdict(list)
         for i, a in enumerate(coco["annotations"]):
@@ -159,24 +230,49 @@ class CocoDetectionDataset(Dataset):
             "labels": torch.tensor([a["category_id"] for a in anns], dtype=torch.int64),
             "image_id": im["id"],
         }
-        if self.masks:
-            if anns and all("segmentation" in a for a in anns):
-                m = np.stack([ann_to_mask(a["segmentation"], h, w) for a in anns])
-            else:  # a box without a mask: use the filled box so the mask head still has a target
-                m = np.zeros((len(anns), h, w), dtype=np.uint8)
-                for j, a in enumerate(anns):
-                    if "segmentation" in a:
-                        m[j] = ann_to_mask(a["segmentation"], h, w)
-                    else:
-                        x0, y0, x1, y1 = boxes[j].round().int().tolist()
-                        m[j, y0:y1, x0:x1] = 1
-            target["masks"] = torch.from_numpy(m)
+        pasting = self.copy_paste > 0 and len(self.records) > 1 and random.random() < self.copy_paste
+        if self.masks or pasting:
+            has_mask = np.array(["segmentation" in a for a in anns], dtype=bool)
+            m = np.zeros((len(anns), h, w), dtype=np.uint8)
+            for j, a in enumerate(anns):
+                if has_mask[j]:
+                    m[j] = ann_to_mask(a["segmentation"], h, w)
+                else:  # a box without a mask: use the filled box so the mask head still has a target
+                    x0, y0, x1, y1 = boxes[j].round().int().tolist()
+                    m[j, y0:y1, x0:x1] = 1
+            if pasting:
+                image, boxes, target["labels"], m = self._paste_another(index, image, boxes, target["labels"], m,
+                                                                        has_mask)
+                target["boxes"] = boxes
+            if self.masks:
+                target["masks"] = torch.from_numpy(m)
         if self.hflip and random.random() < 0.5:
             image = image.flip(-1)
             target["boxes"] = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], dim=1)
             if "masks" in target:
                 target["masks"] = target["masks"].flip(-1)
         return image, target
+
+
+    def _paste_another(self, index: int, image, boxes, labels, masks, has_mask):
+        """Copy-paste: the masked objects of another random training image, scaled by U(0.3, 1) of
+        the largest fit and placed at random (the pasted block stays inside the image)."""
+        src = random.randrange(len(self.records) - 1)
+        src += src >= index  # never the image itself
+        src_anns = [a for a in self.records[src][1] if "segmentation" in a]
+        src_image = self.read_image(src) if src_anns else None
+        if src_image is None:  # nothing to paste, or it does not decode: the image as it was
+            return image, boxes, labels, masks
+        h, w = image.shape[-2:]
+        sh, sw = src_image.shape[-2:]
+        src_masks = np.stack([ann_to_mask(a["segmentation"], sh, sw) for a in src_anns])
+        scale = random.uniform(0.3, 1.0) * min(h / sh, w / sw)
+        nh, nw = max(1, round(sh * scale)), max(1, round(sw * scale))
+        offset = (random.randint(0, max(0, w - nw)), random.randint(0, max(0, h - nh)))
+        src_labels = torch.tensor([a["category_id"] for a in src_anns], dtype=torch.int64)
+        image, boxes, labels, masks, _ = copy_paste(image, boxes, labels, masks, has_mask, src_image, src_labels,
+                                                    src_masks, scale, offset)
+        return image, boxes, labels, masks
 
 
 def collate(batch: list) -> tuple[list[torch.Tensor], list[dict], int]:

@@ -138,6 +138,9 @@ class TrainParams:
     # repeat-factor sampling (LVIS): images with classes in fewer than this fraction of the training
     # images repeat sqrt(threshold / fraction) times per epoch; None: every image once
     repeat_factor_threshold: Optional[float] = None
+    # Simple Copy-Paste (Ghiasi et al. 2021): the probability that a training image gets the masked
+    # objects of another training image pasted on (scaled 0.3-1x, placed at random); 0: off
+    copy_paste_prob: float = 0.0
     # training targets (matching, sampling, losses) for the whole batch at once (yeay_nb.fasttrain);
     # false: torchvision's per-image code (same losses, ~10x more host synchronisations per step)
     batched_heads: bool = True
@@ -441,6 +444,9 @@ def _check(p: Params, file: str) -> None:
     for key in ("max_iter", "ims_per_gpu", "reference_batch", "snapshot_iters"):
         if getattr(t, key) <= 0:
             raise ParamsError("must be positive", file=file, key=f"train.{key}")
+    if not 0.0 <= t.copy_paste_prob <= 1.0:
+        raise ParamsError(f"must be a probability in [0, 1], got {t.copy_paste_prob}", file=file,
+                          key="train.copy_paste_prob")
     if t.repeat_factor_threshold is not None and not 0 < t.repeat_factor_threshold <= 1:
         raise ParamsError(f"must be in (0, 1], got {t.repeat_factor_threshold}", file=file,
                           key="train.repeat_factor_threshold")

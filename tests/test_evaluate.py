@@ -125,7 +125,7 @@ def test_evaluate_cli_rescoring_at_another_test_scale(toy, tmp_path, capsys, mon
     torch.manual_seed(0)
     cfg = full_config({"arch": "maskrcnn", "backbone": "mobilenet_v3", "norm": "gn", "num_classes": 3,
                        "min_size": 64, "max_size": 96, "test_min_size": 64, "test_max_size": 96,
-                       "box_score_thresh": 0.0, "rpn_pre_nms_top_n_test": 50, "rpn_post_nms_top_n_test": 20})
+                       "box_score_thresh": 0.9, "rpn_pre_nms_top_n_test": 50, "rpn_post_nms_top_n_test": 20})
     ckpt = save_checkpoint(tmp_path / "m.pt", model=build_model(cfg), classes=CLASSES, model_config=cfg)
     import yeay_nb.models as models
 
@@ -144,6 +144,8 @@ def test_evaluate_cli_rescoring_at_another_test_scale(toy, tmp_path, capsys, mon
     assert "test scale 128/192" in out and "shirt" in out
     on_disk = json.loads((tmp_path / "ts128" / "eval.json").read_text())
     assert on_disk["test_config"]["test_min_size"] == 128 and on_disk["test_config"]["score_thresh"] == 0.0
+    # the checkpoint's own 0.9 floor is lowered too (an untrained model scores below it)
+    assert on_disk["test_config"]["box_score_thresh"] == 0.0 and on_disk["bbox"]["num_detections"] > 0
     assert seen and all(min(hw) == 128 for hw in seen)  # the 64x96 images were resized to 128 short side
     assert main(["evaluate", str(tmp_path / "nope.pt"), "--coco-json", str(toy)]) == 2
     assert "nope.pt does not exist" in capsys.readouterr().err

@@ -283,8 +283,9 @@ def run_cli(args: Any) -> int:
         raise ParamsError(f"evaluate: checkpoint {args.checkpoint} does not exist")
     if not Path(args.coco_json).is_file():
         raise ParamsError(f"evaluate: --coco-json {args.coco_json} does not exist")
+    # the model drops boxes under its own box_score_thresh before predict_coco's floor: lower both
     overrides = {"min_size": args.test_scale, "max_size": args.test_max_size,
-                 "box_detections_per_img": args.detections_per_image}
+                 "box_detections_per_img": args.detections_per_image, "box_score_thresh": args.score_thresh}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = evaluate(args.checkpoint, args.coco_json, args.split, output_dir=args.output_dir, device=device,
                       images_dir=args.images_dir, score_thresh=args.score_thresh, progress=not args.no_progress,

@@ -245,3 +245,15 @@ def test_eval_scales_rescores_each_run_at_each_test_scale_once(tmp_path):
     r = subprocess.run([sys.executable, *args[:3], str(tmp_path / "missing.json"), "--scales", "160", "--workers", "0"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "lr04@ts160 failed" in r.stdout
+
+
+def test_bench_copy_paste_measures_the_loader_against_no_paste(tmp_path):
+    if not (CCP / "label_list.mat").is_file():
+        pytest.skip(f"CCP data not found at {CCP} (../shared/data/ccp beside the project)")
+    res = _last_json(_run(["benchmarks/bench_copy_paste.py", "--limit", "15", "--probs", "1.0",
+                           "--json", str(tmp_path / "r.json")]))
+    base, cp = res["rows"]
+    assert base["copy_paste"] == 0.0 and cp["copy_paste"] == 1.0 and base["images"] == cp["images"] > 0
+    assert base["inconsistent_targets"] == cp["inconsistent_targets"] == 0
+    assert cp["objects_per_image"] > base["objects_per_image"] and base["x_baseline"] == 1.0
+    assert json.loads((tmp_path / "r.json").read_text())["rows"] == res["rows"]

@@ -228,3 +228,13 @@ def test_copy_paste_takes_its_objects_from_another_image(toy, monkeypatch):
     assert reads == [0, 1]  # image 0 itself is never its own source
     src_labels = [a["category_id"] for a in ds.records[1][1]]
     assert t["labels"].tolist()[-len(src_labels):] == src_labels
+
+
+def test_boxes_from_masks_pixel_edges_and_empty_masks():
+    from yeay_nb.data import boxes_from_masks
+
+    m = np.zeros((3, 6, 8), np.uint8)
+    m[0, 2, 3] = 1                 # one pixel
+    m[1, 1:5, 0:8] = 1             # touches both side edges
+    assert boxes_from_masks(m).tolist() == [[3, 2, 4, 3], [0, 1, 8, 5], [0, 0, 0, 0]]
+    assert boxes_from_masks(np.zeros((0, 6, 8), np.uint8)).shape == (0, 4)

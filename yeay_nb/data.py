@@ -73,12 +73,24 @@ _MIN_VISIBLE_FRACTION = 0.05
 def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
     """(n, 4) float32 xyxy boxes enclosing each (h, w) mask (pixel edges: a one-pixel mask at x=3
     gives x0 3, x1 4); all zeros for an empty mask."""
-    out = np.zeros((len(masks), 4), dtype=np.float32)
-    for i, m in enumerate(masks):
-        ys, xs = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
-        if len(xs):
-            out[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    n = len(masks)
+    if n == 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    rows, cols = masks.any(axis=2), masks.any(axis=1)  # (n, h), (n, w): one pass over the stack
+    h, w = rows.shape[1], cols.shape[1]
+    y0, y1 = rows.argmax(axis=1), h - rows[:, ::-1].argmax(axis=1)
+    x0, x1 = cols.argmax(axis=1), w - cols[:, ::-1].argmax(axis=1)
+    out = np.stack([x0, y0, x1, y1], axis=1).astype(np.float32)
+    out[~rows.any(axis=1)] = 0
     return out
+
+
+def _nearest(masks: np.ndarray, nh: int, nw: int) -> np.ndarray:
+    """(m, sh, sw) uint8 masks resized to (m, nh, nw), nearest pixel centre (no float copy)."""
+    sh, sw = masks.shape[1:]
+    rows = np.minimum(((np.arange(nh) + 0.5) * sh / nh).astype(np.int64), sh - 1)
+    cols = np.minimum(((np.arange(nw) + 0.5) * sw / nw).astype(np.int64), sw - 1)
+    return masks[:, rows][:, :, cols]
 
 
 def copy_paste(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, masks: np.ndarray,
@@ -88,9 +100,10 @@ def copy_paste(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, m
 
     The source is resized by ``scale`` (bilinear image, nearest masks) and its top-left corner put
     at ``offset`` = (x, y); the caller keeps it inside the image. The target's masks lose the pasted
-    pixels and objects with a real mask (``has_mask``) get boxes from what stays visible; objects
-    with less than 16 pixels or 5% of their area left are dropped. Box-only objects keep their box.
-    Returns the new image, boxes, labels, masks and has_mask (pasted objects appended)."""
+    pixels and objects with a real mask (``has_mask``) get boxes from their masks; objects with
+    less than 16 pixels or 5% of their area left are dropped. Box-only objects keep their box.
+    Pasted objects under 16 pixels after the resize are left out. Returns the new image, boxes,
+    labels, masks and has_mask (pasted objects appended). The inputs are not modified."""
     import torch.nn.functional as F
 
     h, w = image.shape[-2:]
@@ -99,28 +112,33 @@ def copy_paste(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, m
     x0, y0 = offset
     if not (0 <= x0 and 0 <= y0 and x0 + nw <= w and y0 + nh <= h):
         raise ValueError(f"copy_paste: a {nw}x{nh} paste at {offset} does not fit a {w}x{h} image")
-    small = F.interpolate(src_image[None].float(), size=(nh, nw), mode="bilinear", align_corners=False)[0]
-    small_masks = F.interpolate(torch.from_numpy(src_masks)[None].float(), size=(nh, nw), mode="nearest")[0]
-    pasted = np.zeros((len(src_masks), h, w), dtype=np.uint8)
-    pasted[:, y0:y0 + nh, x0:x0 + nw] = small_masks.numpy().astype(np.uint8)
-    keep_src = pasted.reshape(len(pasted), -1).sum(axis=1) >= _MIN_VISIBLE_PIXELS  # specks left by the downscale
-    pasted, src_labels = pasted[keep_src], src_labels[torch.from_numpy(keep_src)]
-    if not len(pasted):
+    small_masks = _nearest(src_masks, nh, nw)
+    keep_src = np.count_nonzero(small_masks.reshape(len(small_masks), -1), axis=1) >= _MIN_VISIBLE_PIXELS
+    small_masks, src_labels = small_masks[keep_src], src_labels[torch.from_numpy(keep_src)]
+    if not len(small_masks):
         return image, boxes, labels, masks, has_mask
-    union = pasted.any(axis=0)
+    # everything below touches only the pasted window: outside it nothing changes
+    win = (slice(y0, y0 + nh), slice(x0, x0 + nw))
+    union = small_masks.any(axis=0)
+    small = F.interpolate(src_image[None].float(), size=(nh, nw), mode="bilinear", align_corners=False)[0]
     image = image.clone()
-    region = torch.from_numpy(union[y0:y0 + nh, x0:x0 + nw])
-    image[:, y0:y0 + nh, x0:x0 + nw] = torch.where(region, small.round().clamp(0, 255).to(torch.uint8),
-                                                   image[:, y0:y0 + nh, x0:x0 + nw])
-    before = masks.reshape(len(masks), -1).sum(axis=1)
-    masks = masks & ~union[None]
-    after = masks.reshape(len(masks), -1).sum(axis=1)
+    image[:, win[0], win[1]] = torch.where(torch.from_numpy(union), small.round().clamp(0, 255).to(torch.uint8),
+                                           image[:, win[0], win[1]])
+    n = len(masks)
+    lost = np.count_nonzero((masks[:, win[0], win[1]] & union).reshape(n, -1), axis=1)
+    before = np.count_nonzero(masks.reshape(n, -1), axis=1)
+    after = before - lost
+    masks = masks.copy()
+    masks[:, win[0], win[1]] &= ~union
     visible = ~has_mask | ((after >= _MIN_VISIBLE_PIXELS) & (after >= _MIN_VISIBLE_FRACTION * before))
     boxes = boxes.clone()
     if has_mask.any():
         boxes[torch.from_numpy(has_mask)] = torch.from_numpy(boxes_from_masks(masks[has_mask]))
+    pasted = np.zeros((len(small_masks), h, w), dtype=np.uint8)
+    pasted[:, win[0], win[1]] = small_masks
+    pasted_boxes = boxes_from_masks(small_masks) + np.array([x0, y0, x0, y0], dtype=np.float32)
     keep = torch.from_numpy(visible)
-    boxes = torch.cat([boxes[keep], torch.from_numpy(boxes_from_masks(pasted))])
+    boxes = torch.cat([boxes[keep], torch.from_numpy(pasted_boxes)])
     labels = torch.cat([labels[keep], src_labels])
     masks = np.concatenate([masks[visible], pasted])
     has_mask = np.concatenate([has_mask[visible], np.ones(len(pasted), dtype=bool)])

@@ -148,4 +148,6 @@ def test_evaluate_cli_rescoring_at_another_test_scale(toy, tmp_path, capsys, mon
     assert on_disk["test_config"]["box_score_thresh"] == 0.0 and on_disk["bbox"]["num_detections"] > 0
     assert seen and all(min(hw) == 128 for hw in seen)  # the 64x96 images were resized to 128 short side
     assert main(["evaluate", str(tmp_path / "nope.pt"), "--coco-json", str(toy)]) == 2
-    assert "nope.pt does not exist" in capsys.readouterr().err
+    assert f"checkpoint not found: {tmp_path / 'nope.pt'}" in capsys.readouterr().err
+    assert main(["evaluate", str(ckpt), "--coco-json", str(tmp_path / "nope.json")]) == 2
+    assert "nope.json" in capsys.readouterr().err

@@ -35,6 +35,17 @@ def add_params_args(parser: argparse.ArgumentParser, required: bool = True) -> N
                         help="override one params key (dotted, e.g. train.max_iter 100); repeatable")
 
 
+def run_module(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Entry point of a ``python -m yeay_nb.<step>`` module: parse ``argv``, run ``args.func``;
+    a user error (:class:`YeayError`) prints one ``error: ...`` line and returns 2."""
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except YeayError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .runs import run_notebook
 

@@ -167,6 +167,8 @@ def evaluate(model_or_checkpoint: Any, coco_json: str | Path | dict, split: str 
     from .data import CocoDetectionDataset
     from .models import TEST_TIME_KEYS, load_model
 
+    # the json first: a bad path or file fails before a checkpoint is read and a model built
+    ds = CocoDetectionDataset(coco_json, split, images_dir=images_dir)
     test_config = None
     if isinstance(model_or_checkpoint, (str, Path)):
         model, classes, cfg = load_model(model_or_checkpoint, device, **(test_overrides or {}))
@@ -175,7 +177,6 @@ def evaluate(model_or_checkpoint: Any, coco_json: str | Path | dict, split: str 
         raise ValueError("evaluate: test_overrides need a checkpoint path (a built model keeps its settings)")
     else:
         model, classes = model_or_checkpoint, None
-    ds = CocoDetectionDataset(coco_json, split, images_dir=images_dir)
     classes = classes or ds.classes
     dets = predict_coco(model, ds, split, device, score_thresh, num_workers=num_workers, progress=progress)
     gt = split_coco(ds.coco, split)
@@ -276,13 +277,8 @@ def _configure(p: Any) -> Any:
 
 
 def run_cli(args: Any) -> int:
-    """``yeay-nb evaluate`` / ``python -m yeay_nb.evaluate``: score a checkpoint, print the AP table."""
-    from .errors import ParamsError
-
-    if not Path(args.checkpoint).is_file():
-        raise ParamsError(f"evaluate: checkpoint {args.checkpoint} does not exist")
-    if not Path(args.coco_json).is_file():
-        raise ParamsError(f"evaluate: --coco-json {args.coco_json} does not exist")
+    """``yeay-nb evaluate`` / ``python -m yeay_nb.evaluate``: score a checkpoint, print the AP table.
+    A missing or bad json / checkpoint is an error naming the file (load_coco, load_checkpoint)."""
     # the model drops boxes under its own box_score_thresh before predict_coco's floor: lower both
     overrides = {"min_size": args.test_scale, "max_size": args.test_max_size,
                  "box_detections_per_img": args.detections_per_image, "box_score_thresh": args.score_thresh}
@@ -307,16 +303,10 @@ def add_cli(subparsers: Any) -> Any:
 
 def main(argv: Optional[list[str]] = None) -> int:
     import argparse
-    import sys
 
-    from .errors import YeayError
+    from .cli import run_module
 
-    args = _configure(argparse.ArgumentParser(prog="python -m yeay_nb.evaluate")).parse_args(argv)
-    try:
-        return args.func(args)
-    except YeayError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_module(_configure(argparse.ArgumentParser(prog="python -m yeay_nb.evaluate")), argv)
 
 
 if __name__ == "__main__":

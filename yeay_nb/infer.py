@@ -724,14 +724,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     each process takes its share of the manifest on its own card."""
     import sys
 
+    from .cli import run_module
+
     parser = argparse.ArgumentParser(prog="python -m yeay_nb.infer")
     add_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["infer", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return _cmd_infer(args)
-    except YeayError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_module(parser, ["infer", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

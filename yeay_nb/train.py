@@ -548,12 +548,9 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """``python -m yeay_nb.train`` (also under torchrun)."""
-    args = _configure(argparse.ArgumentParser(prog="python -m yeay_nb.train")).parse_args(argv)
-    try:
-        return args.func(args)
-    except YeayError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from .cli import run_module
+
+    return run_module(_configure(argparse.ArgumentParser(prog="python -m yeay_nb.train")), argv)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..atomic import write_json
-from ..errors import AnnotationError, ParamsError, TaxonomyError, YeayError
+from ..errors import AnnotationError, ParamsError, TaxonomyError
 from ..taxonomy import TAXONOMY_DIR, Taxonomy, load_taxonomy
 from .coco import PERSON, categories_for, class_counts, format_table, write_coco
 
@@ -502,14 +502,12 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m yeay_nb.convert.ccp --root ... --out ...`` (same options as ``yeay-nb convert ccp``)."""
+    from ..cli import run_module
+
     parser = argparse.ArgumentParser(prog="python -m yeay_nb.convert.ccp")
     _add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return _cmd_convert_ccp(args)
-    except YeayError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    parser.set_defaults(func=_cmd_convert_ccp)
+    return run_module(parser, argv)
 
 
 if __name__ == "__main__":

@@ -45,20 +45,18 @@ def main() -> int:
                    "--test-scale", str(scale), "--test-max-size", str(round(scale * 5 / 3)), "--no-progress",
                    "--workers", str(args.workers), "--output-dir", str(out)]
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu})
-            running[proc] = (gpu, run, out, log, time.time())
+            running[proc] = (gpu, run, scale, out, log, time.time())
         for proc in [p for p in running if p.poll() is not None]:
-            gpu, run, out, log, t0 = running.pop(proc)
+            gpu, run, scale, out, log, t0 = running.pop(proc)
             log.close()
             free.append(gpu)
             if proc.returncode:
                 failed += 1
                 print(f"[eval_scales] {out.name} failed ({proc.returncode}): see {out / 'eval.log'}", flush=True)
                 continue
-            for f in ("metrics.jsonl",):
-                if (run / f).is_file():
-                    shutil.copy(run / f, out / f)
+            if (run / "metrics.jsonl").is_file():
+                shutil.copy(run / "metrics.jsonl", out / "metrics.jsonl")
             ov = (run / "overrides.txt").read_text().strip() if (run / "overrides.txt").is_file() else ""
-            scale = int(out.name.rsplit("@ts", 1)[1])
             (out / "overrides.txt").write_text(f"{ov} -p train.test_scale {scale}".strip() + "\n")
             print(f"[eval_scales] {out.name} done in {time.time() - t0:.0f} s", flush=True)
         time.sleep(1)

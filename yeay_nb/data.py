@@ -93,6 +93,11 @@ def _nearest(masks: np.ndarray, nh: int, nw: int) -> np.ndarray:
     return masks[:, rows][:, :, cols]
 
 
+def pasted_size(src_hw: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(height, width) of a source of ``src_hw`` pasted at ``scale`` (what :func:`copy_paste` uses)."""
+    return max(1, round(src_hw[0] * scale)), max(1, round(src_hw[1] * scale))
+
+
 def copy_paste(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, masks: np.ndarray,
                has_mask: np.ndarray, src_image: torch.Tensor, src_labels: torch.Tensor, src_masks: np.ndarray,
                scale: float, offset: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
@@ -107,8 +112,7 @@ def copy_paste(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, m
     import torch.nn.functional as F
 
     h, w = image.shape[-2:]
-    sh, sw = src_image.shape[-2:]
-    nh, nw = max(1, round(sh * scale)), max(1, round(sw * scale))
+    nh, nw = pasted_size(src_image.shape[-2:], scale)
     x0, y0 = offset
     if not (0 <= x0 and 0 <= y0 and x0 + nw <= w and y0 + nh <= h):
         raise ValueError(f"copy_paste: a {nw}x{nh} paste at {offset} does not fit a {w}x{h} image")
@@ -285,7 +289,7 @@ class CocoDetectionDataset(Dataset):
         sh, sw = src_image.shape[-2:]
         src_masks = np.stack([ann_to_mask(a["segmentation"], sh, sw) for a in src_anns])
         scale = random.uniform(0.3, 1.0) * min(h / sh, w / sw)
-        nh, nw = max(1, round(sh * scale)), max(1, round(sw * scale))
+        nh, nw = pasted_size((sh, sw), scale)
         offset = (random.randint(0, max(0, w - nw)), random.randint(0, max(0, h - nh)))
         src_labels = torch.tensor([a["category_id"] for a in src_anns], dtype=torch.int64)
         image, boxes, labels, masks, _ = copy_paste(image, boxes, labels, masks, has_mask, src_image, src_labels,

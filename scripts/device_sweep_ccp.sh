@@ -5,7 +5,8 @@
 # 16 per GPU on nvidia-h100-x4, as on nvidia-h100-x1). The variant named "base" (no overrides)
 # is the same-run reference. $OUT/sweep.tgz holds <name>/train.log, metrics.jsonl, eval.json per
 # variant; $OUT/sweep.txt the summary table (scripts/sweep_summary.py). EVAL_SCALES="480 560" also
-# scores every finished run at those test scales (scripts/eval_scales.py; rows named run@tsS).
+# scores every finished run at those test scales (scripts/eval_scales.py; rows named run@tsS);
+# EVAL_SCORE_THRESH=0.001 scores them at that score floor (at EVAL_ST_SCALES, default 400; rows run@tsS-stT).
 #   carry (first call on a machine): .device/ccp400 .device/lead-wheels
 #   bash scripts/device_sweep_ccp.sh 'base|' 'rfs|-p train.repeat_factor_threshold 0.1' ...
 # The data is copied to /tmp/ccp400 and converted to /tmp/ccpwork/coco.json once per machine, so
@@ -41,12 +42,21 @@ for spec in "$@"; do
     i=$((i + 1))
 done
 for p in "${pids[@]}"; do wait "$p"; done
-# the finished runs scored again at larger test scales (EVAL_SCALES="480 560"; rows named run@tsS)
+# the finished runs scored again at larger test scales (EVAL_SCALES="480 560"; rows named run@tsS) and/or
+# at a lower score floor (EVAL_SCORE_THRESH=0.001, at EVAL_ST_SCALES, default the recipe's 400; rows run@tsS-stT)
+gpus=$(seq "${GPU_OFFSET:-0}" $((i - 1)))
 if [ -n "${EVAL_SCALES:-}" ]; then
     python3 scripts/eval_scales.py /tmp/ccpruns --coco-json /tmp/ccpwork/coco.json --scales $EVAL_SCALES \
-        --gpus $(seq "${GPU_OFFSET:-0}" $((i - 1))) 2>&1 | tee "$out/eval_scales.txt"
-    for d in /tmp/ccpruns/*@ts*; do mkdir -p "$out/${d##*/}" && cp "$d"/eval.json "$d"/eval.log "$d"/overrides.txt "$d"/metrics.jsonl "$out/${d##*/}/" 2>/dev/null; done
+        --gpus $gpus 2>&1 | tee -a "$out/eval_scales.txt"
 fi
+if [ -n "${EVAL_SCORE_THRESH:-}" ]; then
+    python3 scripts/eval_scales.py /tmp/ccpruns --coco-json /tmp/ccpwork/coco.json --scales ${EVAL_ST_SCALES:-400} \
+        --score-thresh "$EVAL_SCORE_THRESH" --gpus $gpus 2>&1 | tee -a "$out/eval_scales.txt"
+fi
+for d in /tmp/ccpruns/*@ts*; do
+    [ -d "$d" ] || continue
+    mkdir -p "$out/${d##*/}" && cp "$d"/eval.json "$d"/eval.log "$d"/overrides.txt "$d"/metrics.jsonl "$out/${d##*/}/" 2>/dev/null
+done
 for spec in "$@"; do
     name=${spec%%|*}
     cp /tmp/ccpruns/"$name"/metrics.jsonl /tmp/ccpruns/"$name"/eval.json /tmp/ccpruns/"$name"/overrides.txt "$out/$name/" 2>/dev/null

@@ -4,8 +4,12 @@ For run folder ``R`` (with ``model_final.pt``) and scale ``S`` it writes ``R@tsS
 ``eval.json`` plus ``R``'s ``metrics.jsonl`` and its overrides with ``-p train.test_scale S``
 appended, so ``scripts/sweep_summary.py`` lists it as one more row (test scale is a test-time
 setting: the same training run, scored at another size; the long side keeps the 5:3 cap).
+``--score-thresh T`` also lowers the score floor (the model's and the evaluation's, 0.05 in
+training's own evaluation) and names the rows ``R@tsS-stT``: rare classes' right answers often
+score under 0.05 with 38 softmax classes, and AP counts them.
 
     python scripts/eval_scales.py /tmp/ccpruns --coco-json /tmp/ccpwork/coco.json --scales 480 560 --gpus 0 1 2 3
+    python scripts/eval_scales.py /tmp/ccpruns --coco-json /tmp/ccpwork/coco.json --scales 400 --score-thresh 0.001
 """
 from __future__ import annotations
 
@@ -18,9 +22,13 @@ import time
 from pathlib import Path
 
 
-def jobs(root: Path, scales: list[int]) -> list[tuple[Path, int]]:
-    return [(d, s) for d in sorted(root.iterdir()) if d.is_dir() and "@" not in d.name
-            and (d / "model_final.pt").is_file() for s in scales if not (root / f"{d.name}@ts{s}" / "eval.json").is_file()]
+def row_name(run: str, scale: int, score_thresh: float | None) -> str:
+    return f"{run}@ts{scale}" + ("" if score_thresh is None else f"-st{score_thresh:g}")
+
+
+def jobs(root: Path, scales: list[int], score_thresh: float | None = None) -> list[tuple[Path, int]]:
+    return [(d, s) for d in sorted(root.iterdir()) if d.is_dir() and "@" not in d.name and (d / "model_final.pt").is_file()
+            for s in scales if not (root / row_name(d.name, s, score_thresh) / "eval.json").is_file()]
 
 
 def main() -> int:
@@ -30,20 +38,24 @@ def main() -> int:
     ap.add_argument("--scales", type=int, nargs="+", required=True)
     ap.add_argument("--gpus", nargs="+", default=["0"])
     ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--score-thresh", type=float, default=None,
+                    help="score floor for these rows (default: the model's own, 0.05); rows named run@tsS-stT")
     args = ap.parse_args()
-    todo = jobs(args.root, args.scales)
+    todo = jobs(args.root, args.scales, args.score_thresh)
     print(f"[eval_scales] {len(todo)} evaluations on GPUs {' '.join(args.gpus)}", flush=True)
     free, running, failed = list(args.gpus), {}, 0
     while todo or running:
         while todo and free:
             run, scale = todo.pop(0)
             gpu = free.pop(0)
-            out = args.root / f"{run.name}@ts{scale}"
+            out = args.root / row_name(run.name, scale, args.score_thresh)
             out.mkdir(exist_ok=True)
             log = open(out / "eval.log", "w")
             cmd = [sys.executable, "-m", "yeay_nb.evaluate", str(run / "model_final.pt"), "--coco-json", args.coco_json,
                    "--test-scale", str(scale), "--test-max-size", str(round(scale * 5 / 3)), "--no-progress",
                    "--workers", str(args.workers), "--output-dir", str(out)]
+            if args.score_thresh is not None:
+                cmd += ["--score-thresh", str(args.score_thresh)]
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu})
             running[proc] = (gpu, run, scale, out, log, time.time())
         for proc in [p for p in running if p.poll() is not None]:

@@ -6,7 +6,7 @@ re-encoded as JPEG; label maps are resized with nearest-neighbour interpolation 
 must not blend) and saved as compressed .mat files, so ``yeay-nb convert ccp`` runs on the
 copy exactly as on the original.
 
-    python scripts/shrink_ccp.py --root ../shared/data/ccp --out .device/ccp400 --short-side 400
+    python scripts/shrink_ccp.py --root ../shared/data/ccp --out .device/ccp400 --short-side 400 --quality 78   # 43 MB
 """
 from __future__ import annotations
 

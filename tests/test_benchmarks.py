@@ -242,6 +242,11 @@ def test_eval_scales_rescores_each_run_at_each_test_scale_once(tmp_path):
         assert (d / "overrides.txt").read_text().split() == ["-p", "train.base_lr", "0.04", "-p", "train.test_scale", str(scale)]
         assert (d / "metrics.jsonl").read_text() == (runs / "lr04" / "metrics.jsonl").read_text()
     assert "0 evaluations" in _run(args)
+    # a lower score floor: rows of their own (the model's floor lowered too), never more detections dropped
+    _run(args[:5] + ["96", "--score-thresh", "0.001", "--gpus", "0", "--workers", "0"])
+    low = json.loads((runs / "lr04@ts96-st0.001" / "eval.json").read_text())
+    assert low["test_config"]["score_thresh"] == 0.001 and low["test_config"]["test_min_size"] == 96
+    assert low["bbox"]["num_detections"] >= json.loads((runs / "lr04@ts96" / "eval.json").read_text())["bbox"]["num_detections"]
     r = subprocess.run([sys.executable, *args[:3], str(tmp_path / "missing.json"), "--scales", "160", "--workers", "0"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "lr04@ts160 failed" in r.stdout

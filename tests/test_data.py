@@ -238,3 +238,22 @@ def test_boxes_from_masks_pixel_edges_and_empty_masks():
     m[1, 1:5, 0:8] = 1             # touches both side edges
     assert boxes_from_masks(m).tolist() == [[3, 2, 4, 3], [0, 1, 8, 5], [0, 0, 0, 0]]
     assert boxes_from_masks(np.zeros((0, 6, 8), np.uint8)).shape == (0, 4)
+
+
+def test_copy_paste_exclude_never_pastes_those_classes(toy, monkeypatch):
+    """copy_paste_exclude=["hat"]: the source's hats stay behind, its shirts are pasted (the same paste
+    without the option brings the hats); a class the json does not have is an error naming it."""
+    every = CocoDetectionDataset(toy, "train", masks=True, copy_paste=1.0)
+    no_hats = CocoDetectionDataset(toy, "train", masks=True, copy_paste=1.0, copy_paste_exclude=["hat"])
+    src = next(j for j in range(1, len(every)) if {a["category_id"] for a in every.records[j][1]} == {1, 2})
+    monkeypatch.setattr(random, "randrange", lambda n: src - 1)  # image 0 gets image src's objects
+    monkeypatch.setattr(random, "uniform", lambda a, b: 1.0)      # pasted at full size: none too small
+    own = CocoDetectionDataset(toy, "train", masks=True)[0][1]["labels"].tolist()
+    src_labels = [a["category_id"] for a in every.records[src][1]]
+    with_hats, without = every[0][1]["labels"].tolist(), no_hats[0][1]["labels"].tolist()
+    assert with_hats[-len(src_labels):] == src_labels  # control: the source's hats do come along
+    shirts = [c for c in src_labels if c == 1]
+    assert shirts and without[-len(shirts):] == shirts            # the shirts are pasted, in order
+    assert without.count(2) <= own.count(2) < with_hats.count(2)   # no hat added (own ones may be hidden)
+    with pytest.raises(AnnotationError, match=r"copy_paste_exclude names \['coat'\].*shirt, hat"):
+        CocoDetectionDataset(toy, "train", copy_paste=0.5, copy_paste_exclude=["coat"])

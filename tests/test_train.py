@@ -206,6 +206,11 @@ def test_copy_paste_trains_and_its_probability_is_checked(toy, tmp_path, monkeyp
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
     with pytest.raises(ParamsError, match="train.copy_paste_prob"):
         _params(toy, tmp_path, copy_paste_prob=1.5)
+    # train.copy_paste_exclude reaches the dataset: with every class excluded nothing is pasted
+    calls.clear()
+    train(_params(toy, tmp_path / "none", max_iter=1, copy_paste_prob=1.0, copy_paste_exclude=["shirt", "hat"]),
+          progress=False)
+    assert calls == []
 
 
 def test_low_precision_group_norm_false_trains_with_plain_group_norm(toy, tmp_path, monkeypatch):

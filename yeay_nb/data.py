@@ -16,7 +16,9 @@ counted (the third element of each batch), never fatal.
 ``copy_paste`` (training only): with that probability an image gets the masked objects of
 another training image pasted on top (Simple Copy-Paste, Ghiasi et al. CVPR 2021), scaled by a
 random factor and placed at random; occluded masks and their boxes shrink, objects left with too
-few pixels are dropped. Only objects with a segmentation are pasted.
+few pixels are dropped. Only objects with a segmentation are pasted, and none of the classes named
+in ``copy_paste_exclude`` (e.g. ``["person"]``: pasted people occlude the image's own person, which
+CCP's validation photos never show).
 
 Image files: ``file_name`` when absolute; otherwise resolved against ``images_dir``
 (argument), else the json's ``info.images_dir`` (relative to the json's folder), else
@@ -28,7 +30,7 @@ import math
 import random
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -159,7 +161,7 @@ class CocoDetectionDataset(Dataset):
 
     def __init__(self, coco_json: str | Path | dict, split: Optional[str] = "train", *,
                  images_dir: Optional[str | Path] = None, masks: bool = False, hflip: bool = False,
-                 drop_empty: bool = False, copy_paste: float = 0.0):
+                 drop_empty: bool = False, copy_paste: float = 0.0, copy_paste_exclude: Sequence[str] = ()):
         if isinstance(coco_json, dict):
             coco, self.coco_json = coco_json, None
         else:
@@ -175,6 +177,11 @@ class CocoDetectionDataset(Dataset):
         if not 0.0 <= copy_paste <= 1.0:
             raise ValueError(f"copy_paste must be a probability in [0, 1], got {copy_paste}")
         self.copy_paste = copy_paste
+        unknown = sorted(set(copy_paste_exclude) - set(self.classes[1:]))
+        if unknown:
+            raise AnnotationError(f"copy_paste_exclude names {unknown}, not categories of this json "
+                                  f"({', '.join(self.classes[1:])})", file=where)
+        self._never_pasted = {self.classes.index(c) for c in copy_paste_exclude}
         n_classes = len(self.classes)
         by_image: dict[Any, list] = defaultdict(list)
         for i, a in enumerate(coco["annotations"]):
@@ -281,7 +288,7 @@ class CocoDetectionDataset(Dataset):
         the largest fit and placed at random (the pasted block stays inside the image)."""
         src = random.randrange(len(self.records) - 1)
         src += src >= index  # never the image itself
-        src_anns = [a for a in self.records[src][1] if "segmentation" in a]
+        src_anns = [a for a in self.records[src][1] if "segmentation" in a and a["category_id"] not in self._never_pasted]
         src_image = self.read_image(src) if src_anns else None
         if src_image is None:  # nothing to paste, or it does not decode: the image as it was
             return image, boxes, labels, masks

@@ -17,8 +17,8 @@ counted (the third element of each batch), never fatal.
 another training image pasted on top (Simple Copy-Paste, Ghiasi et al. CVPR 2021), scaled by a
 random factor and placed at random; occluded masks and their boxes shrink, objects left with too
 few pixels are dropped. Only objects with a segmentation are pasted, and none of the classes named
-in ``copy_paste_exclude`` (e.g. ``["person"]``: pasted people occlude the image's own person, which
-CCP's validation photos never show).
+in ``copy_paste_exclude`` (e.g. ``["person"]``; on CCP that cost person mask AP: pasted garments
+then cut holes in the photo's own person, whose mask includes its clothes).
 
 Image files: ``file_name`` when absolute; otherwise resolved against ``images_dir``
 (argument), else the json's ``info.images_dir`` (relative to the json's folder), else

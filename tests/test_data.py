@@ -184,6 +184,11 @@ def test_copy_paste_puts_source_pixels_on_top_and_shrinks_what_it_hides():
     assert out_masks[0].sum() == masks[0].sum() - 15 * 25 and out_boxes[0].tolist() == [5, 5, 45, 25]
     assert out_masks[0][10:25, 20:45].sum() == 0
     assert out_boxes[1].tolist() == boxes[2].tolist()  # box-only: keeps its box
+    # unoccluded objects (a person under a garment) keep their whole mask and box, even when all covered
+    _, kept_boxes, kept_labels, kept_masks, _ = copy_paste(image, boxes, labels, masks, has_mask, src, torch.tensor([4]),
+                                                           src_masks, 1.5, (20, 10), np.array([True, True, False]))
+    assert kept_labels.tolist() == [1, 2, 3, 4] and (kept_masks[:3] == masks).all()
+    assert kept_boxes[:3].tolist() == boxes.tolist()
     assert image[0, 20, 30] == 10 and masks[0].sum() == 20 * 40  # inputs untouched
     with pytest.raises(ValueError, match="does not fit"):
         copy_paste(image, boxes, labels, masks, has_mask, src, torch.tensor([4]), src_masks, 1.5, (40, 10))
@@ -257,3 +262,31 @@ def test_copy_paste_exclude_never_pastes_those_classes(toy, monkeypatch):
     assert without.count(2) <= own.count(2) < with_hats.count(2)   # no hat added (own ones may be hidden)
     with pytest.raises(AnnotationError, match=r"copy_paste_exclude names \['coat'\].*shirt, hat"):
         CocoDetectionDataset(toy, "train", copy_paste=0.5, copy_paste_exclude=["coat"])
+    with pytest.raises(AnnotationError, match=r"copy_paste_unoccluded names \['coat'\]"):
+        CocoDetectionDataset(toy, "train", copy_paste=0.5, copy_paste_unoccluded=["coat"])
+
+
+def test_copy_paste_unoccluded_classes_keep_their_masks(toy, monkeypatch):
+    """copy_paste_unoccluded naming every class: under a full-size paste each of the image's objects
+    keeps its mask and box and the same objects are pasted, where without the option pastes cover
+    (shrink or drop) some of them."""
+    monkeypatch.setattr(random, "uniform", lambda a, b: 1.0)   # full size: the paste covers a lot
+    own = CocoDetectionDataset(toy, "train", masks=True)
+    plain = CocoDetectionDataset(toy, "train", masks=True, copy_paste=1.0)
+    worn = CocoDetectionDataset(toy, "train", masks=True, copy_paste=1.0, copy_paste_unoccluded=["shirt", "hat"])
+    covered = 0
+    for i in range(len(own)):
+        before = own[i][1]
+        n = len(before["labels"])
+        random.seed(i)
+        t_plain = plain[i][1]
+        random.seed(i)  # the same source and offset
+        t_worn = worn[i][1]
+        assert t_worn["labels"][:n].tolist() == before["labels"].tolist()
+        assert (t_worn["masks"][:n] == before["masks"]).all() and (t_worn["boxes"][:n] == before["boxes"]).all()
+        pasted = len(t_worn["labels"]) - n
+        assert pasted > 0 and t_worn["labels"][n:].tolist() == t_plain["labels"][-pasted:].tolist()
+        assert (t_worn["masks"][n:] == t_plain["masks"][-pasted:]).all()
+        own_left = t_plain["masks"][:len(t_plain["labels"]) - pasted]
+        covered += len(own_left) < n or int(own_left.sum()) < int(before["masks"].sum())
+    assert covered >= 2  # the control: without the option, pastes did cover the image's objects

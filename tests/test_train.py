@@ -211,6 +211,12 @@ def test_copy_paste_trains_and_its_probability_is_checked(toy, tmp_path, monkeyp
     train(_params(toy, tmp_path / "none", max_iter=1, copy_paste_prob=1.0, copy_paste_exclude=["shirt", "hat"]),
           progress=False)
     assert calls == []
+    # train.copy_paste_unoccluded reaches the paste: every object of these images is flagged
+    flags = []
+    monkeypatch.setattr(data, "copy_paste", lambda *a, **k: (flags.append(a[10]), paste(*a, **k))[1])
+    train(_params(toy, tmp_path / "worn", max_iter=1, copy_paste_prob=1.0, copy_paste_unoccluded=["shirt", "hat"]),
+          progress=False)
+    assert flags and all(f.all() for f in flags)
 
 
 def test_low_precision_group_norm_false_trains_with_plain_group_norm(toy, tmp_path, monkeypatch):

@@ -18,7 +18,9 @@ another training image pasted on top (Simple Copy-Paste, Ghiasi et al. CVPR 2021
 random factor and placed at random; occluded masks and their boxes shrink, objects left with too
 few pixels are dropped. Only objects with a segmentation are pasted, and none of the classes named
 in ``copy_paste_exclude`` (e.g. ``["person"]``; on CCP that cost person mask AP: pasted garments
-then cut holes in the photo's own person, whose mask includes its clothes).
+then cut holes in the photo's own person, whose mask includes its clothes). Objects of the classes
+in ``copy_paste_unoccluded`` (e.g. ``["person"]``) keep their whole mask under pasted objects, as
+a person keeps its silhouette under a garment laid on it.
 
 Image files: ``file_name`` when absolute; otherwise resolved against ``images_dir``
 (argument), else the json's ``info.images_dir`` (relative to the json's folder), else
@@ -102,13 +104,16 @@ def pasted_size(src_hw: tuple[int, int], scale: float) -> tuple[int, int]:
 
 def copy_paste(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, masks: np.ndarray,
                has_mask: np.ndarray, src_image: torch.Tensor, src_labels: torch.Tensor, src_masks: np.ndarray,
-               scale: float, offset: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+               scale: float, offset: tuple[int, int], unoccluded: Optional[np.ndarray] = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
     """Paste every object of the source (``src_masks``, (m, sh, sw)) onto ``image`` (uint8 CHW).
 
     The source is resized by ``scale`` (bilinear image, nearest masks) and its top-left corner put
     at ``offset`` = (x, y); the caller keeps it inside the image. The target's masks lose the pasted
     pixels and objects with a real mask (``has_mask``) get boxes from their masks; objects with
-    less than 16 pixels or 5% of their area left are dropped. Box-only objects keep their box.
+    less than 16 pixels or 5% of their area left are dropped. Box-only objects keep their box, and so
+    do the objects flagged in ``unoccluded`` (n bools), whose masks keep the pasted pixels too: a
+    person wears what lands on them.
     Pasted objects under 16 pixels after the resize are left out. Returns the new image, boxes,
     labels, masks and has_mask (pasted objects appended). The inputs are not modified."""
     import torch.nn.functional as F
@@ -134,12 +139,14 @@ def copy_paste(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, m
     lost = np.count_nonzero((masks[:, win[0], win[1]] & union).reshape(n, -1), axis=1)
     before = np.count_nonzero(masks.reshape(n, -1), axis=1)
     after = before - lost
+    occluded = np.ones(n, dtype=bool) if unoccluded is None else ~np.asarray(unoccluded, dtype=bool)
     masks = masks.copy()
-    masks[:, win[0], win[1]] &= ~union
-    visible = ~has_mask | ((after >= _MIN_VISIBLE_PIXELS) & (after >= _MIN_VISIBLE_FRACTION * before))
+    masks[occluded, win[0], win[1]] &= ~union
+    visible = ~has_mask | ~occluded | ((after >= _MIN_VISIBLE_PIXELS) & (after >= _MIN_VISIBLE_FRACTION * before))
     boxes = boxes.clone()
-    if has_mask.any():
-        boxes[torch.from_numpy(has_mask)] = torch.from_numpy(boxes_from_masks(masks[has_mask]))
+    shrunk = has_mask & occluded
+    if shrunk.any():
+        boxes[torch.from_numpy(shrunk)] = torch.from_numpy(boxes_from_masks(masks[shrunk]))
     pasted = np.zeros((len(small_masks), h, w), dtype=np.uint8)
     pasted[:, win[0], win[1]] = small_masks
     pasted_boxes = boxes_from_masks(small_masks) + np.array([x0, y0, x0, y0], dtype=np.float32)
@@ -161,7 +168,8 @@ class CocoDetectionDataset(Dataset):
 
     def __init__(self, coco_json: str | Path | dict, split: Optional[str] = "train", *,
                  images_dir: Optional[str | Path] = None, masks: bool = False, hflip: bool = False,
-                 drop_empty: bool = False, copy_paste: float = 0.0, copy_paste_exclude: Sequence[str] = ()):
+                 drop_empty: bool = False, copy_paste: float = 0.0, copy_paste_exclude: Sequence[str] = (),
+                 copy_paste_unoccluded: Sequence[str] = ()):
         if isinstance(coco_json, dict):
             coco, self.coco_json = coco_json, None
         else:
@@ -177,11 +185,13 @@ class CocoDetectionDataset(Dataset):
         if not 0.0 <= copy_paste <= 1.0:
             raise ValueError(f"copy_paste must be a probability in [0, 1], got {copy_paste}")
         self.copy_paste = copy_paste
-        unknown = sorted(set(copy_paste_exclude) - set(self.classes[1:]))
-        if unknown:
-            raise AnnotationError(f"copy_paste_exclude names {unknown}, not categories of this json "
-                                  f"({', '.join(self.classes[1:])})", file=where)
+        for key, names in (("copy_paste_exclude", copy_paste_exclude), ("copy_paste_unoccluded", copy_paste_unoccluded)):
+            unknown = sorted(set(names) - set(self.classes[1:]))
+            if unknown:
+                raise AnnotationError(f"{key} names {unknown}, not categories of this json "
+                                      f"({', '.join(self.classes[1:])})", file=where)
         self._never_pasted = {self.classes.index(c) for c in copy_paste_exclude}
+        self._never_occluded = {self.classes.index(c) for c in copy_paste_unoccluded}
         n_classes = len(self.classes)
         by_image: dict[Any, list] = defaultdict(list)
         for i, a in enumerate(coco["annotations"]):
@@ -299,8 +309,9 @@ class CocoDetectionDataset(Dataset):
         nh, nw = pasted_size((sh, sw), scale)
         offset = (random.randint(0, max(0, w - nw)), random.randint(0, max(0, h - nh)))
         src_labels = torch.tensor([a["category_id"] for a in src_anns], dtype=torch.int64)
+        unoccluded = np.isin(labels.numpy(), list(self._never_occluded))
         image, boxes, labels, masks, _ = copy_paste(image, boxes, labels, masks, has_mask, src_image, src_labels,
-                                                    src_masks, scale, offset)
+                                                    src_masks, scale, offset, unoccluded)
         return image, boxes, labels, masks
 
 

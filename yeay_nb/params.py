@@ -144,6 +144,9 @@ class TrainParams:
     # classes never pasted, by name (on CCP at 430 s [person] made person masks worse, not better:
     # benchmarks/RESULTS.md, 2026-11-27 night)
     copy_paste_exclude: list[str] = field(default_factory=list)
+    # classes whose masks keep the pixels pasted objects cover (e.g. [person], with person excluded:
+    # pasted garments are worn, not holes in the person's mask target); not measured on a GPU yet
+    copy_paste_unoccluded: list[str] = field(default_factory=list)
     # training targets (matching, sampling, losses) for the whole batch at once (yeay_nb.fasttrain);
     # false: torchvision's per-image code (same losses, ~10x more host synchronisations per step)
     batched_heads: bool = True

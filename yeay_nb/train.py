@@ -289,7 +289,8 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
 
         dataset = CocoDetectionDataset(t.coco_json, "train", images_dir=images_dir, masks=t.model == "maskrcnn",
                                        hflip=t.hflip, drop_empty=True, copy_paste=t.copy_paste_prob,
-                                       copy_paste_exclude=t.copy_paste_exclude)
+                                       copy_paste_exclude=t.copy_paste_exclude,
+                                       copy_paste_unoccluded=t.copy_paste_unoccluded)
         classes = dataset.classes
         cfg = model_config_from_params(t, len(classes))
         sched = derive_schedule(t, d.world_size)

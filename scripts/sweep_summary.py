@@ -8,6 +8,11 @@ the noise that a lever must beat).
 
     python scripts/sweep_summary.py /tmp/ccpruns                 # table
     python scripts/sweep_summary.py /tmp/ccpruns --next 4        # 4 "name|overrides" specs
+    python scripts/sweep_summary.py call1/ call2/                # several calls' unpacked sweep.tgz
+
+Several folders are read as one sweep (run names must differ between them). Without a run named
+``base`` the table is still printed, without gains (a later call on another machine has none);
+``--next`` needs it.
 
 ``--next``: the single-lever runs (names without "+") that beat the base by more than the
 noise, combined greedily best first (a lever that sets a key already set is skipped), then the
@@ -51,8 +56,18 @@ def run_summary(d: Path) -> dict | None:
             "val_images": ev.get("num_images"), "overrides": overrides}
 
 
-def summaries(root: Path) -> list[dict]:
-    return [s for d in sorted(root.iterdir()) if d.is_dir() for s in [run_summary(d)] if s is not None]
+def summaries(*roots: Path) -> list[dict]:
+    out, where = [], {}
+    for root in roots:
+        for d in sorted(root.iterdir()):
+            s = run_summary(d) if d.is_dir() else None
+            if s is None:
+                continue
+            if s["name"] in where:
+                raise SystemExit(f"run {s['name']!r} is in both {where[s['name']]} and {root}: rename one")
+            where[s["name"]] = root
+            out.append(s)
+    return out
 
 
 def _pairs(overrides: str) -> dict[str, str]:
@@ -69,11 +84,12 @@ def _spec(name: str, pairs: dict[str, str]) -> str:
     return name + "|" + " ".join(f"-p {k} {shlex.quote(v)}" for k, v in pairs.items())
 
 
-def with_gains(runs: list[dict]) -> tuple[list[dict], float]:
-    """Each run with ``gain`` (person mask AP + clothing box AP over the base); and the noise."""
+def with_gains(runs: list[dict]) -> tuple[list[dict], float | None]:
+    """Each run with ``gain`` (person mask AP + clothing box AP over the base); and the noise
+    (None, and no gains, without a run named ``base``)."""
     bases = [r for r in runs if r["name"] in ("base", "base_s1") and r["person_mask_ap"] is not None]
     if not bases:
-        raise SystemExit("no run named 'base' with an evaluation")
+        return [{**r, "gain": None} for r in runs], None
     pm = statistics.mean(r["person_mask_ap"] for r in bases)
     cl = statistics.mean(r["clothing_box_ap"] for r in bases)
     noise = (abs(bases[0]["person_mask_ap"] - bases[1]["person_mask_ap"])
@@ -123,10 +139,12 @@ def next_specs(runs: list[dict], noise: float, n: int) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("root", type=Path)
+    ap.add_argument("roots", type=Path, nargs="+", metavar="root")
     ap.add_argument("--next", type=int, default=0, metavar="N")
     args = ap.parse_args()
-    runs, noise = with_gains(summaries(args.root))
+    runs, noise = with_gains(summaries(*args.roots))
+    if args.next and noise is None:
+        raise SystemExit("--next needs a run named 'base' with an evaluation")
     if args.next:
         print("\n".join(next_specs(runs, noise, args.next)))
         return 0
@@ -136,7 +154,8 @@ def main() -> int:
         print(f"{r['name']:<28}{r['iters']:>7}{r['img_per_s'] or '-':>7}{f(r['person_mask_ap'])}{f(r['person_box_ap'])}"
               f"{f(r['clothing_box_ap'])}{f(r['clothing_box_ap_top16'])}{f(r['gain'])}  {r['overrides']}")
     print("cloth: mean box AP over every clothing class with validation boxes; cl16: over the 16 with the most")
-    print(f"noise (|base - base_s1|, person mask + clothing): {noise:.3f}")
+    print(f"noise (|base - base_s1|, person mask + clothing): {noise:.3f}" if noise is not None
+          else "no run named 'base': no gains (compare runs of one machine with each other)")
     print(json.dumps(runs))
     return 0
 

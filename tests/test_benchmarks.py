@@ -209,6 +209,35 @@ def test_sweep_next_round_combines_winners_and_never_repeats_a_run(tmp_path):
     assert not any("test_scale" in s or "@" in s.split("|")[0] for s in next_specs(runs3, noise3, 8))
 
 
+def test_sweep_summary_reads_several_calls_and_needs_no_base_for_the_table(tmp_path):
+    """Several folders (the sweep.tgz of several calls) are one table; without a run named base the
+    rows have no gains and --next refuses; a run name in two folders is an error naming both."""
+    def run(root, name, pm, cl):
+        d = tmp_path / root / name
+        d.mkdir(parents=True)
+        per = {"person": {"AP": pm, "num_gt": 50}, "shirt": {"AP": cl, "num_gt": 30}}
+        (d / "eval.json").write_text(json.dumps({"num_images": 200, "bbox": {"per_class": per},
+                                                 "segm": {"per_class": {"person": {"AP": pm}}}}))
+        (d / "metrics.jsonl").write_text(json.dumps({"iteration": 30, "img_per_s": 100.0}) + "\n")
+        (d / "overrides.txt").write_text("-p run.seed 1\n" if name.endswith("_s1") else "")
+
+    run("call1", "base", 0.80, 0.17)
+    run("call1", "base_s1", 0.82, 0.18)
+    run("call2", "cp", 0.78, 0.19)
+    both = _run(["scripts/sweep_summary.py", str(tmp_path / "call1"), str(tmp_path / "call2")])
+    rows = {r["name"]: r for r in json.loads(both.splitlines()[-1])}
+    assert set(rows) == {"base", "base_s1", "cp"} and rows["cp"]["gain"] == pytest.approx(-0.03 + 0.015)
+    alone = _run(["scripts/sweep_summary.py", str(tmp_path / "call2")])
+    assert "no run named 'base'" in alone and json.loads(alone.splitlines()[-1])[0]["gain"] is None
+    r = subprocess.run([sys.executable, "scripts/sweep_summary.py", str(tmp_path / "call2"), "--next", "2"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "--next needs a run named 'base'" in r.stderr
+    run("call2", "base", 0.7, 0.1)
+    r = subprocess.run([sys.executable, "scripts/sweep_summary.py", str(tmp_path / "call1"), str(tmp_path / "call2")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "'base' is in both" in r.stderr and "call2" in r.stderr
+
+
 @pytest.mark.slow
 def test_eval_scales_rescores_each_run_at_each_test_scale_once(tmp_path):
     """scripts/eval_scales.py: every run folder with model_final.pt gets run@tsS/eval.json scored at

@@ -319,3 +319,31 @@ def test_cli(tmp_path, capsys):
     assert [im["split"] for im in load_coco(tmp_path / "c.json")["images"]] == ["train", "val"]
     assert main(["--root", str(tmp_path / "missing"), "--out", str(tmp_path / "x.json")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_shrink_ccp_keeps_labels_and_converts_like_the_original(ccp_root, tmp_path):
+    """scripts/shrink_ccp.py (the copy carried to the GPU machines): --first N keeps the first N
+    label maps, short side 400, labels resized without blending (no label the original lacks),
+    and the copy converts with the same images and classes."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "small"
+    r = subprocess.run([sys.executable, "scripts/shrink_ccp.py", "--root", str(ccp_root), "--out", str(out),
+                        "--quality", "78", "--first", "4"], cwd=root, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    stems = sorted(p.stem for p in (out / "annotations" / "pixel-level").glob("*.mat"))
+    assert stems == SUBSET[:4] and sorted(p.stem for p in (out / "photos").glob("*.jpg")) == stems
+    for stem in stems:
+        small = read_label_map(out / "annotations" / "pixel-level" / f"{stem}.mat")
+        big = read_label_map(ccp_root / "annotations" / "pixel-level" / f"{stem}.mat")
+        assert min(small.shape) == 400 and set(np.unique(small)) <= set(np.unique(big))
+        assert cv2.imread(str(out / "photos" / f"{stem}.jpg")).shape[:2] == small.shape
+    summary = convert_ccp(out, tmp_path / "small.json", workers=1, progress=False)
+    coco = load_coco(tmp_path / "small.json")
+    assert [im["file_name"] for im in coco["images"]] == [f"{s}.jpg" for s in stems]
+    assert summary["images"] == {"train": 4, "val": 0}  # 0001-0004: none divides by 5
+    empty = subprocess.run([sys.executable, "scripts/shrink_ccp.py", "--root", str(tmp_path), "--out", str(tmp_path / "x")],
+                           cwd=root, capture_output=True, text=True, timeout=60)
+    assert empty.returncode != 0 and "is not a CCP folder" in empty.stderr and not (tmp_path / "x").exists()

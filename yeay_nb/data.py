@@ -141,7 +141,10 @@ def copy_paste(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, m
     after = before - lost
     occluded = np.ones(n, dtype=bool) if unoccluded is None else ~np.asarray(unoccluded, dtype=bool)
     masks = masks.copy()
-    masks[occluded, win[0], win[1]] &= ~union
+    if occluded.all():  # a view: no copy of the (n, nh, nw) window
+        masks[:, win[0], win[1]] &= ~union
+    else:
+        masks[occluded, win[0], win[1]] &= ~union
     visible = ~has_mask | ~occluded | ((after >= _MIN_VISIBLE_PIXELS) & (after >= _MIN_VISIBLE_FRACTION * before))
     boxes = boxes.clone()
     shrunk = has_mask & occluded

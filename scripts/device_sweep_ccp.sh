@@ -18,6 +18,14 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 final=${OUT:-/tmp/out}; out=$(mktemp -d /tmp/sweep-out.XXXX); mkdir -p "$final"
 trap 'tar czf "$final/sweep.tgz" -C "$out" . && cp "$out/sweep.txt" "$final/" 2>/dev/null' EXIT
 if [ -d .device/lead-wheels ]; then python3 -m pip install -q --no-deps .device/lead-wheels/*.whl 2>&1 | tail -2; fi
+# a machine's first call must carry the data and the wheels; a later call on the same warm machine
+# finds them in /tmp (a machine that went back in between is bare again: say so at once)
+if [ ! -d /tmp/ccp400 ] && [ ! -d .device/ccp400 ]; then
+    echo "no /tmp/ccp400 and no .device/ccp400: a fresh machine; carry .device/ccp400 .device/lead-wheels" >&2
+    exit 4
+fi
+python3 -c "import pycocotools, orjson" 2>/dev/null \
+    || { echo "pycocotools/orjson missing: carry .device/lead-wheels on a machine's first call" >&2; exit 4; }
 [ -d /tmp/ccp400 ] || cp -r .device/ccp400 /tmp/ccp400
 python3 scripts/check_ccp_json.py /tmp/ccpwork/coco.json 1004 2>/dev/null \
     || python3 -m yeay_nb.convert.ccp --root /tmp/ccp400 --out /tmp/ccpwork/coco.json --workers 16 --no-progress | tail -2

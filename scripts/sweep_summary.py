@@ -8,9 +8,10 @@ the noise that a lever must beat).
 
     python scripts/sweep_summary.py /tmp/ccpruns                 # table
     python scripts/sweep_summary.py /tmp/ccpruns --next 4        # 4 "name|overrides" specs
-    python scripts/sweep_summary.py call1/ call2/                # several calls' unpacked sweep.tgz
+    python scripts/sweep_summary.py /work/.device/1/sweep.tgz /work/.device/3/sweep.tgz
 
-Several folders are read as one sweep (run names must differ between them). Without a run named
+Several folders or ``sweep.tgz`` files (what each call of device_sweep_ccp.sh brings back) are read
+as one sweep (run names must differ between them). Without a run named
 ``base`` the table is still printed, without gains (a later call on another machine has none);
 ``--next`` needs it.
 
@@ -26,6 +27,8 @@ import json
 import math
 import shlex
 import statistics
+import tarfile
+import tempfile
 from pathlib import Path
 
 
@@ -56,17 +59,31 @@ def run_summary(d: Path) -> dict | None:
             "val_images": ev.get("num_images"), "overrides": overrides}
 
 
+def _folder(root: Path, tmp: Path) -> Path:
+    """``root`` itself, or a sweep.tgz unpacked below ``tmp``."""
+    if root.is_dir():
+        return root
+    if not tarfile.is_tarfile(root):
+        raise SystemExit(f"{root}: neither a folder nor a tar file")
+    dest = Path(tempfile.mkdtemp(dir=tmp))
+    with tarfile.open(root) as tar:
+        tar.extractall(dest, filter="data")  # no paths outside dest, no links out
+    return dest
+
+
 def summaries(*roots: Path) -> list[dict]:
     out, where = [], {}
-    for root in roots:
-        for d in sorted(root.iterdir()):
-            s = run_summary(d) if d.is_dir() else None
-            if s is None:
-                continue
-            if s["name"] in where:
-                raise SystemExit(f"run {s['name']!r} is in both {where[s['name']]} and {root}: rename one")
-            where[s["name"]] = root
-            out.append(s)
+    with tempfile.TemporaryDirectory() as tmp:
+        for root in roots:
+            folder = _folder(root, Path(tmp))
+            for d in sorted(folder.iterdir()):
+                s = run_summary(d) if d.is_dir() else None
+                if s is None:
+                    continue
+                if s["name"] in where:
+                    raise SystemExit(f"run {s['name']!r} is in both {where[s['name']]} and {root}: rename one")
+                where[s["name"]] = root
+                out.append(s)
     return out
 
 

@@ -210,7 +210,7 @@ def test_sweep_next_round_combines_winners_and_never_repeats_a_run(tmp_path):
 
 
 def test_sweep_summary_reads_several_calls_and_needs_no_base_for_the_table(tmp_path):
-    """Several folders (the sweep.tgz of several calls) are one table; without a run named base the
+    """Several folders or sweep.tgz files (one per call) are one table; without a run named base the
     rows have no gains and --next refuses; a run name in two folders is an error naming both."""
     def run(root, name, pm, cl):
         d = tmp_path / root / name
@@ -224,7 +224,11 @@ def test_sweep_summary_reads_several_calls_and_needs_no_base_for_the_table(tmp_p
     run("call1", "base", 0.80, 0.17)
     run("call1", "base_s1", 0.82, 0.18)
     run("call2", "cp", 0.78, 0.19)
-    both = _run(["scripts/sweep_summary.py", str(tmp_path / "call1"), str(tmp_path / "call2")])
+    import tarfile
+
+    with tarfile.open(tmp_path / "call2.tgz", "w:gz") as tar:  # what a device call brings back
+        tar.add(tmp_path / "call2", arcname=".")
+    both = _run(["scripts/sweep_summary.py", str(tmp_path / "call1"), str(tmp_path / "call2.tgz")])
     rows = {r["name"]: r for r in json.loads(both.splitlines()[-1])}
     assert set(rows) == {"base", "base_s1", "cp"} and rows["cp"]["gain"] == pytest.approx(-0.03 + 0.015)
     alone = _run(["scripts/sweep_summary.py", str(tmp_path / "call2")])

@@ -69,7 +69,8 @@ def test_bench_convert_ccp_small_matches_the_naive_converter():
 @pytest.mark.slow
 def test_bench_infer_gpu_tiny_matches_the_naive_loop(tmp_path):
     """The GPU benchmark's CPU mode: both sides run, and ours gives the naive loop's items and masks."""
-    res = _last_json(_run(["benchmarks/bench_infer_gpu.py", "--tiny", "--json", str(tmp_path / "r.json")]))
+    res = _last_json(_run(["benchmarks/bench_infer_gpu.py", "--tiny", "--ablate", "DENSE_RPN_NMS",
+                           "--json", str(tmp_path / "r.json")]))
     check = res["check"]
     assert check["items_naive"] > 0 and check["match_rate"] == 1.0 and check["box_iou_ge_0.99"] == 1.0
     assert check["masks_naive"] > 0 and check["masks_matched"] == check["masks_naive"]
@@ -83,6 +84,10 @@ def test_bench_infer_gpu_tiny_matches_the_naive_loop(tmp_path):
     (bf16,) = full["precisions"]
     assert bf16["precision"] == "bf16" and bf16["fps"] > 0 and bf16["match_rate"] == 1.0
     assert res["naive"]["fps"] > 0 and res["best"]["fps"] > 0
+    # a switch flipped for one row (the batch-wide RPN NMS): timed, and still the naive loop's items
+    (dense,) = full["ablations"]
+    assert dense["switch"] == "DENSE_RPN_NMS" and dense["to"] is True and dense["fps"] > 0
+    assert dense["match_rate"] == 1.0 and dense["box_iou_ge_0.99"] == 1.0
 
 
 @pytest.mark.slow

@@ -59,6 +59,9 @@ CHANNELS_LAST = False    # NHWC convolutions on CUDA: measured 8% slower end to 
 CONCURRENT_MODELS = True  # a thread and stream per model on CUDA
 PER_LEVEL_RPN_NMS = False  # RPN NMS one level at a time: same boxes, cheaper serial pass, but 5x the NMS
                            # calls and host syncs: measured 27% slower end to end (RESULTS.md), so off
+DENSE_RPN_NMS = False    # the RPN's NMS for the whole batch at once (dense_nms): no per-image calls or host
+                         # reads, no serial pass; same boxes; NOT measured on a GPU yet, so off
+DENSE_NMS_CHUNK = 1 << 27  # dense_nms: IoU-matrix entries (images x N x N) per piece, ~0.5 GB of float32
 CPU_NMS_BY_GROUP = True  # on a CPU, torchvision's batched_nms (a loop over groups for large inputs: faster there)
 FLOAT32_GROUP_NORM = False  # GN models at inference: GroupNorm in float32 under autocast (torchvision's
                             # default) instead of models.LowPrecisionGroupNorm's bf16 (training's choice)
@@ -245,6 +248,62 @@ def _nms_per_group(boxes, scores, groups, iou: float):
     return nms(boxes + offsets[:, None], scores, iou)
 
 
+def dense_nms(boxes, scores, groups, valid, iou: float, *, chunk_entries: int | None = None, check_every: int = 4):
+    """Greedy NMS of every row of a batch at once: ``boxes`` B×N×4, ``scores``, ``groups`` (only boxes
+    of one group suppress each other) and ``valid`` (the rows' real boxes) B×N. Returns ``order``
+    (B×N, each row's indices by descending score, invalid ones last; ties keep index order) and
+    ``keep`` (B×N bool, in that order): row b keeps ``order[b][keep[b]]``, best first — what
+    ``torchvision.ops.batched_nms`` keeps for that row's valid boxes.
+
+    Why: torchvision's CUDA NMS ends in a serial pass on one multiprocessor and reads the kept count
+    back to the host, once per image (the RPN's ~4,300 boxes: ~1.5 ms a frame, the largest GPU item
+    of the inference profile, plus the per-image host work). Here the work is a few batched tensor
+    ops: the IoU matrix of each row (in pieces of ``chunk_entries`` entries), then the greedy result
+    as the fixed point of "i is kept iff it is valid and no kept box ranked before it, of its group,
+    overlaps it by more than ``iou``" (Cluster-NMS, Zheng et al. 2020). Iterating from "all kept"
+    reaches it in as many rounds as the longest chain of suppressions; convergence is checked every
+    ``check_every`` rounds (one host read each), and a round that changes nothing is the exact answer.
+    IoU as torchvision computes it (areas without +1, ``> iou``)."""
+    import torch
+
+    b, n = scores.shape
+    device = boxes.device
+    key = torch.where(valid, scores.float(), torch.tensor(float("-inf"), device=device))
+    order = key.argsort(dim=1, descending=True, stable=True)
+    keep = torch.zeros((b, n), dtype=torch.bool, device=device)
+    if n == 0:
+        return order, keep
+    bx = boxes.float().gather(1, order[..., None].expand(b, n, 4))
+    g, v = groups.gather(1, order), valid.gather(1, order)
+    before = torch.ones((n, n), dtype=torch.bool, device=device).tril(-1)  # [i, j]: j ranks before i
+    mm = torch.float16 if device.type == "cuda" else torch.float32  # 0/1 entries: exact either way
+    step = max(1, (chunk_entries or DENSE_NMS_CHUNK) // (n * n))
+    for a in range(0, b, step):
+        x, gv, vv = bx[a:a + step], g[a:a + step], v[a:a + step]
+        area = (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])
+        iw = (torch.minimum(x[:, :, None, 2], x[:, None, :, 2]) - torch.maximum(x[:, :, None, 0], x[:, None, :, 0])).clamp_(min=0)
+        ih = (torch.minimum(x[:, :, None, 3], x[:, None, :, 3]) - torch.maximum(x[:, :, None, 1], x[:, None, :, 1])).clamp_(min=0)
+        inter = iw.mul_(ih)
+        del ih
+        over = inter / (area[:, :, None] + area[:, None, :] - inter) > iou  # NaN (two empty boxes): False
+        del inter
+        over &= before & (gv[:, :, None] == gv[:, None, :])  # invalid boxes are never kept: they suppress nothing
+        sup = over.to(mm)
+        del over
+        k, rounds = vv, 0
+        while True:
+            for _ in range(check_every):
+                prev = k
+                k = vv & (torch.bmm(sup, k.to(mm)[..., None])[..., 0] == 0)
+            if torch.equal(k, prev):
+                break
+            rounds += check_every
+            if rounds > n:  # box i is settled after at most i + 1 rounds: cannot happen
+                raise RuntimeError(f"dense_nms did not converge in {rounds} rounds")
+        keep[a:a + step] = k
+    return order, keep
+
+
 NMS_STREAMS = 8  # per-image NMS calls run concurrently on this many CUDA streams (1: one after another)
 _NMS_SIDE: dict = {}  # (device, NMS_STREAMS) -> (thread pool, streams), made on first use
 _NMS_SIDE_LOCK = threading.Lock()
@@ -390,6 +449,11 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
             keep = keep[valid[i, keep]][:top_n]
             out.append(boxes[i, keep])
         return out
+    if DENSE_RPN_NMS and not mark_invalid:
+        order, keep = dense_nms(boxes, scores, levels, valid, rpn.nms_thresh)
+        kept = keep & (keep.cumsum(1) <= top_n)
+        counts = kept.sum(1).tolist()  # the one host read for the whole batch
+        return list(boxes.gather(1, order[..., None].expand(-1, -1, 4))[kept].split(counts))
     if mark_invalid:
         keeps = nms_images([(boxes[i], ranked[i], levels[i]) for i in range(b)], rpn.nms_thresh)
         for i, keep in enumerate(keeps):

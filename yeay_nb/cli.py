@@ -35,14 +35,15 @@ def add_params_args(parser: argparse.ArgumentParser, required: bool = True) -> N
                         help="override one params key (dotted, e.g. train.max_iter 100); repeatable")
 
 
-def run_module(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
-    """Entry point of a ``python -m yeay_nb.<step>`` module: parse ``argv``, run ``args.func``;
-    a user error (:class:`YeayError`) prints one ``error: ...`` line and returns 2."""
+def run_module(parser: argparse.ArgumentParser, argv: list[str] | None = None, *, error_prefix: str = "") -> int:
+    """Entry point of ``yeay-nb`` and of each ``python -m yeay_nb.<step>`` module: parse ``argv``,
+    run ``args.func``; a user error (:class:`YeayError`) prints one ``<error_prefix>error: ...``
+    line and returns 2."""
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except YeayError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{error_prefix}error: {e}", file=sys.stderr)
         return 2
 
 
@@ -124,13 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``yeay-nb`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except YeayError as e:
-        print(f"yeay-nb: error: {e}", file=sys.stderr)
-        return 2
+        return run_module(build_parser(), argv, error_prefix="yeay-nb: ")
     except KeyboardInterrupt:
         print("yeay-nb: interrupted", file=sys.stderr)
         return 130

@@ -60,9 +60,7 @@ def streams(boxes, scores, groups, valid, iou, top_n) -> list:
 
 
 def dense(boxes, scores, groups, valid, iou, top_n) -> list:
-    order, keep = fastpath.dense_nms(boxes, scores, groups, valid, iou)
-    kept = keep & (keep.cumsum(1) <= top_n)
-    counts = kept.sum(1).tolist()
+    order, kept, counts = fastpath.dense_nms_top_n(boxes, scores, groups, valid, iou, top_n)
     return list(order[kept].split(counts))
 
 

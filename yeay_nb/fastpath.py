@@ -304,6 +304,15 @@ def dense_nms(boxes, scores, groups, valid, iou: float, *, chunk_entries: int | 
     return order, keep
 
 
+def dense_nms_top_n(boxes, scores, groups, valid, iou: float, top_n: int) -> tuple:
+    """:func:`dense_nms` with each row cut to its ``top_n`` best kept boxes: ``order`` (B×N),
+    ``kept`` (B×N bool, in that order) and the kept count per row (the one host read for the
+    batch): row b keeps ``order[b][kept[b]]``, best first."""
+    order, keep = dense_nms(boxes, scores, groups, valid, iou)
+    kept = keep & (keep.cumsum(1) <= top_n)
+    return order, kept, kept.sum(1).tolist()
+
+
 NMS_STREAMS = 8  # per-image NMS calls run concurrently on this many CUDA streams (1: one after another)
 _NMS_SIDE: dict = {}  # (device, NMS_STREAMS) -> (thread pool, streams), made on first use
 _NMS_SIDE_LOCK = threading.Lock()
@@ -450,9 +459,7 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
             out.append(boxes[i, keep])
         return out
     if DENSE_RPN_NMS and not mark_invalid:
-        order, keep = dense_nms(boxes, scores, levels, valid, rpn.nms_thresh)
-        kept = keep & (keep.cumsum(1) <= top_n)
-        counts = kept.sum(1).tolist()  # the one host read for the whole batch
+        order, kept, counts = dense_nms_top_n(boxes, scores, levels, valid, rpn.nms_thresh, top_n)
         return list(boxes.gather(1, order[..., None].expand(-1, -1, 4))[kept].split(counts))
     if mark_invalid:
         keeps = nms_images([(boxes[i], ranked[i], levels[i]) for i in range(b)], rpn.nms_thresh)

@@ -69,6 +69,22 @@ def test_lr_steps_follow_the_time_budget():
     assert s.lr_factor(950, 1, 0.5, 0.1) == pytest.approx(0.01)  # iterations ahead of the clock
 
 
+@pytest.mark.parametrize("policy, at_half, at_90", [("linear", 0.5, 0.1), ("cosine", 0.5, 0.0245)])
+def test_smooth_lr_policies_decay_to_zero_with_the_budget(policy, at_half, at_90):
+    p = params_from_dict({"train": {"max_iter": 1000, "steps": [600, 900], "warmup_iters": 10,
+                                    "ims_per_gpu": 16, "reference_batch": 16, "time_budget_s": 100.0,
+                                    "lr_policy": policy}})
+    s = derive_schedule(p.train, 1)
+    assert f"lr_policy={policy}" in s.line()
+    assert s.lr_factor(0, 0, 0.5, 0.1) == pytest.approx(0.5)  # the warm-up still ramps up
+    assert s.lr_factor(100, 0, 0.5, 0.1) == pytest.approx(0.9 if policy == "linear" else 0.9755, abs=1e-3)
+    assert s.lr_factor(100, 50, 0.5, 0.1) == pytest.approx(at_half, abs=1e-3)  # the clock leads
+    assert s.lr_factor(900, 1, 0.5, 0.1) == pytest.approx(at_90, abs=1e-3)  # the iterations lead; no step
+    assert s.lr_factor(1000, 100, 0.5, 0.1) == pytest.approx(0.0)
+    with pytest.raises(ParamsError, match="train.lr_policy"):
+        params_from_dict({"train": {"lr_policy": "poly"}}, file="x.yaml")
+
+
 def _metrics(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 

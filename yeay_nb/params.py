@@ -113,6 +113,10 @@ class TrainParams:
     warmup_iters: int = 500
     warmup_factor: float = 1.0 / 3
     gamma: float = 0.1
+    # step: x gamma at each of ``steps``; linear / cosine: from 1 down to 0 over the run (iterations or
+    # time budget, whichever is further), the shape "Budgeted Training" (Li et al., ICLR 2020) found best
+    # when the budget is short; ``steps`` and ``gamma`` are then unused
+    lr_policy: Literal["step", "linear", "cosine"] = "step"
     momentum: float = 0.9
     weight_decay: float = 1e-4
     ims_per_gpu: int = 2

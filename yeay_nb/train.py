@@ -23,6 +23,7 @@ Time budget: with ``time_budget_s`` the run stops (checkpoint, evaluation) when 
 budget is spent, and the lr steps follow whichever comes first, the iteration or the
 elapsed time: the decay at ``steps[i]`` happens at fraction ``steps[i] / max_iter`` of
 the iterations *or* of the budget. A budget-bound run therefore still gets its lr drops.
+``lr_policy: linear | cosine`` decays the lr smoothly to 0 over the same progress instead.
 
 Restarting the same command resumes from ``output_dir/last_checkpoint``. ``stop_after_s`` ends
 one invocation early (checkpoint, no evaluation) without changing the schedule, so a long run
@@ -77,14 +78,19 @@ class Schedule:
     warmup_iters: int
     snapshot_iters: int
     time_budget_s: Optional[float] = None
+    lr_policy: str = "step"
 
     def lr_factor(self, iteration: int, elapsed_s: float, warmup_factor: float, gamma: float) -> float:
         """Multiplier of ``lr`` at ``iteration`` (0-based) after ``elapsed_s`` seconds of training."""
         progress = iteration / self.max_iter
         if self.time_budget_s:
             progress = max(progress, elapsed_s / self.time_budget_s)
-        drops = sum(1 for s in self.steps if progress >= s / self.max_iter)
-        f = gamma ** drops
+        if self.lr_policy == "linear":
+            f = max(0.0, 1.0 - progress)
+        elif self.lr_policy == "cosine":
+            f = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        else:
+            f = gamma ** sum(1 for s in self.steps if progress >= s / self.max_iter)
         if iteration < self.warmup_iters:  # Detectron's linear warmup
             alpha = iteration / self.warmup_iters
             f *= warmup_factor * (1 - alpha) + alpha
@@ -94,7 +100,8 @@ class Schedule:
         return (f"derived schedule: world_size={self.world_size} total_batch={self.total_batch} "
                 f"(x{self.scale:g} of reference) lr={self.lr:g} max_iter={self.max_iter} steps={self.steps} "
                 f"warmup_iters={self.warmup_iters} snapshot_iters={self.snapshot_iters}"
-                + (f" time_budget_s={self.time_budget_s:g}" if self.time_budget_s else ""))
+                + (f" time_budget_s={self.time_budget_s:g}" if self.time_budget_s else "")
+                + (f" lr_policy={self.lr_policy}" if self.lr_policy != "step" else ""))
 
 
 def derive_schedule(t: Any, world_size: int) -> Schedule:
@@ -107,7 +114,8 @@ def derive_schedule(t: Any, world_size: int) -> Schedule:
 
     return Schedule(world_size=world_size, total_batch=total, scale=k, lr=t.base_lr * k, max_iter=iters(t.max_iter),
                     steps=[iters(s) for s in t.steps], warmup_iters=int(round(t.warmup_iters / k)),
-                    snapshot_iters=iters(t.snapshot_iters), time_budget_s=t.time_budget_s)
+                    snapshot_iters=iters(t.snapshot_iters), time_budget_s=t.time_budget_s,
+                    lr_policy=t.lr_policy)
 
 
 @dataclass

@@ -456,6 +456,16 @@ def main() -> None:
                "vs_default": round(r["fps"] / best["fps"], 3), **{k: c[k] for k in _brief}}
         result["ablations"].append(row)
         print(f"[bench] ablation: {row}", flush=True)
+    if result["ablations"]:
+        # the defaults timed once more after the ablations, models reloaded the same way: how far a row
+        # moves by its place in the run alone (2026-11-27: a switch that changes no kernel at tf32 read
+        # 1.03-1.25x "vs_default"), the yardstick for every vs_default above
+        p2, c2 = load_detector(str(person_ckpt), device), load_detector(str(clothing_ckpt), device)
+        ours(video, p2, c2, 2 * best["batch_size"], best["batch_size"], device, tmp / "warm", args.precision)
+        r = ours(video, p2, c2, args.frames, best["batch_size"], device, tmp / "default_again", args.precision)
+        result["default_again"] = {"batch_size": best["batch_size"], "fps": round(r["fps"], 2),
+                                   "vs_default": round(r["fps"] / best["fps"], 3)}
+        print(f"[bench] default again (run-order drift): {result['default_again']}", flush=True)
     with fastpath.precision_flags(args.precision):
         result["breakdown"] = breakdown(video, person, clothing, min(args.frames, 4 * best["batch_size"]),
                                         best["batch_size"], device, Path(args.profile) if args.profile else None,

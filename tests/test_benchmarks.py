@@ -88,6 +88,9 @@ def test_bench_infer_gpu_tiny_matches_the_naive_loop(tmp_path):
     (dense,) = full["ablations"]
     assert dense["switch"] == "DENSE_RPN_NMS" and dense["to"] is True and dense["fps"] > 0
     assert dense["match_rate"] == 1.0 and dense["box_iou_ge_0.99"] == 1.0
+    # and the defaults again after it, the run-order drift that every vs_default carries
+    again = full["default_again"]
+    assert again["batch_size"] == dense["batch_size"] and again["fps"] > 0 and again["vs_default"] > 0
 
 
 @pytest.mark.slow

@@ -60,7 +60,8 @@ CONCURRENT_MODELS = True  # a thread and stream per model on CUDA
 PER_LEVEL_RPN_NMS = False  # RPN NMS one level at a time: same boxes, cheaper serial pass, but 5x the NMS
                            # calls and host syncs: measured 27% slower end to end (RESULTS.md), so off
 DENSE_RPN_NMS = False    # the RPN's NMS for the whole batch at once (dense_nms): no per-image calls or host
-                         # reads, no serial pass; same boxes; NOT measured on a GPU yet, so off
+                         # reads, no serial pass; same boxes. On an H100 at 48 images 2.4x slower than
+                         # nms_images on streams (73 vs 30 ms, bench_nms.py) and 0.91-1.05x end to end, so off
 DENSE_NMS_CHUNK = 1 << 27  # dense_nms: IoU-matrix entries (images x N x N) per piece, ~0.5 GB of float32
 CPU_NMS_BY_GROUP = True  # on a CPU, torchvision's batched_nms (a loop over groups for large inputs: faster there)
 FLOAT32_GROUP_NORM = False  # GN models at inference: GroupNorm in float32 under autocast (torchvision's

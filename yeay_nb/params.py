@@ -145,11 +145,11 @@ class TrainParams:
     # Simple Copy-Paste (Ghiasi et al. 2021): the probability that a training image gets the masked
     # objects of another training image pasted on (scaled 0.3-1x, placed at random); 0: off
     copy_paste_prob: float = 0.0
-    # classes never pasted, by name (on CCP at 430 s [person] made person masks worse, not better:
-    # benchmarks/RESULTS.md, 2026-11-27 night)
+    # classes never pasted, by name (on CCP at 430 s [person] alone made person masks worse; with
+    # copy_paste_unoccluded [person] too it is the CCP recipe: benchmarks/RESULTS.md, 2026-11-27)
     copy_paste_exclude: list[str] = field(default_factory=list)
     # classes whose masks keep the pixels pasted objects cover (e.g. [person], with person excluded:
-    # pasted garments are worn, not holes in the person's mask target); not measured on a GPU yet
+    # pasted garments are worn, not holes in the person's mask target)
     copy_paste_unoccluded: list[str] = field(default_factory=list)
     # training targets (matching, sampling, losses) for the whole batch at once (yeay_nb.fasttrain);
     # false: torchvision's per-image code (same losses, ~10x more host synchronisations per step)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On a lent one-GPU machine: the end-to-end video inference benchmark (naive 2018 loop vs
 # run_inference, two R50-FPN models at 500/833 on a 960x540 clip), lever ablations, a profile,
-# and 1080p / 4K runs. Results and logs go to $OUT.
+# and 1080p / 4K runs. Results and logs go to $OUT. Every rate is the median of 3 runs (ablations
+# alternate with the defaults): ~6-7 min; pass --repeat 1 for the old ~4 min single-run table.
 #   carry: .device/infer-wheels .device/videos   (clips made from juggle.mp4: see benchmarks/RESULTS.md)
 #   bash scripts/device_infer_gpu.sh [extra bench_infer_gpu.py args]
 set -uo pipefail

@@ -315,3 +315,20 @@ def test_bench_nms_tiny_keeps_the_baselines_boxes(tmp_path):
     assert all(r["same_as_baseline"] and r["ms_per_batch"] > 0 for r in res["rows"])
     assert 0 < base["kept_per_image"] <= res["top_n"] and res["boxes_per_image"] == 750
     assert json.loads((tmp_path / "n.json").read_text())["rows"] == res["rows"]
+
+
+def test_bench_backbone_tiny_counts_the_floor_and_times_both_layouts(tmp_path):
+    """benchmarks/bench_backbone.py --tiny: FLOPs a frame per part, and the backbone timed in NCHW and
+    channels_last with the same outputs as the float32 reference."""
+    res = _last_json(_run(["benchmarks/bench_backbone.py", "--tiny", "--json", str(tmp_path / "b.json")]))
+    assert json.loads((tmp_path / "b.json").read_text()) == res
+    gn, bn = res["norms"]["gn"], res["norms"]["frozen_bn"]
+    for part in (gn, bn):
+        floor = part["floor"]
+        assert floor["gflops_backbone_fpn"] > 1 and floor["gflops_box_head_1000_proposals"] > 1
+        assert floor["gflops_mask_head_per_roi"] > 0 and floor["fpn_features_mb_per_frame_fp32"] > 0
+        assert [r["variant"] for r in part["rows"]] == ["nchw fp32 eager", "nhwc fp32 eager"]
+        assert all(r["ms_per_batch"] > 0 and r["max_rel_diff_vs_fp32"] < 1e-4 for r in part["rows"])
+        assert part["rows"][0]["x_baseline"] == 1.0
+    # the GN layout's RPN head has two 3x3 convolutions where the frozen-BN layout has one
+    assert gn["floor"]["gflops_rpn_head"] == pytest.approx(2 * bn["floor"]["gflops_rpn_head"], rel=0.02)

@@ -10,7 +10,7 @@ import torch
 from yeay_nb.errors import CheckpointError
 from yeay_nb.models import (build_model, coco_person_model, full_config, load_checkpoint, load_model,
                             load_weights, model_config_from_params, save_checkpoint, unwrap)
-from yeay_nb.params import params_from_dict
+from yeay_nb.params import ParamsError, params_from_dict
 
 CLASSES = ["__background__", "shirt", "hat"]
 SMALL = {"min_size": (96,), "max_size": 128, "test_min_size": 96, "test_max_size": 128,
@@ -73,6 +73,35 @@ def test_mlp_heads_replace_only_the_box_head_convs_and_survive_a_checkpoint_roun
     assert cfg2["heads"] == "mlp"
     assert all(torch.equal(v, mlp.state_dict()[k]) for k, v in loaded.state_dict().items())
     assert params_from_dict({"train": {"heads": "mlp"}}).train.heads == "mlp"
+
+
+def test_rpn_conv_depth_sets_the_rpn_convs_and_old_configs_keep_their_layout(tmp_path):
+    convs = lambda m: sum(isinstance(x, torch.nn.Conv2d) and x.kernel_size == (3, 3)  # noqa: E731
+                          for x in m.rpn.head.modules())
+    assert convs(build_model(_cfg(backbone="resnet18"))) == 2  # the GN layout's own
+    one = _cfg(backbone="resnet18", heads="mlp", rpn_conv_depth=1)
+    gn1 = build_model(one)
+    assert convs(gn1) == 1
+    assert convs(build_model(_cfg(backbone="resnet18", norm="frozen_bn"))) == 1
+    assert convs(build_model(_cfg(backbone="resnet18", norm="frozen_bn", rpn_conv_depth=3))) == 3
+    assert convs(build_model(_cfg(backbone="resnet18", heads="light", rpn_conv_depth=2))) == 2
+    # a checkpoint written before the key existed builds the 2-conv head it was trained with
+    old = {k: v for k, v in _cfg(backbone="resnet18").items() if k != "rpn_conv_depth"}
+    assert convs(build_model(old)) == 2
+    gn1.train()
+    target = {"boxes": torch.tensor([[10.0, 10, 60, 80]]), "labels": torch.tensor([1]),
+              "masks": torch.zeros(1, 96, 128, dtype=torch.uint8)}
+    losses = gn1([torch.rand(3, 96, 128)], [target])
+    assert all(torch.isfinite(v) for v in losses.values())
+    save_checkpoint(tmp_path / "rpn1.pt", model=gn1, classes=CLASSES, model_config=one)
+    loaded, _, cfg = load_model(tmp_path / "rpn1.pt")
+    assert cfg["rpn_conv_depth"] == 1 and convs(loaded) == 1
+    with pytest.raises(CheckpointError, match="rpn_conv_depth"):
+        full_config({"num_classes": 3, "rpn_conv_depth": 0})
+    p = params_from_dict({"train": {"norm": "gn", "rpn_conv_depth": 1}})
+    assert model_config_from_params(p.train, 3)["rpn_conv_depth"] == 1
+    with pytest.raises(ParamsError, match="train.rpn_conv_depth"):
+        params_from_dict({"train": {"rpn_conv_depth": 0}}, file="x.yaml")
 
 
 def test_frozen_bn_layout_matches_torchvision_v1_names():

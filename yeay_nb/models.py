@@ -26,6 +26,9 @@ Config keys (all but ``num_classes`` have defaults, see :data:`DEFAULT_CONFIG`):
   ``trainable_backbone_layers``
 - ``heads``: ``standard`` (the layout ``norm`` implies) or ``light`` (1-conv RPN, one 512-wide fc
   box head, 2x128-conv mask head): about 3x cheaper ROI heads, for CPU demos and quick studies
+- ``rpn_conv_depth``: 3x3 convolutions of the RPN head before its outputs; None: the layout's own
+  (2 for ``bn`` / ``gn``, 1 otherwise). At 480x864 one is ~41 GFLOPs a frame beside the backbone +
+  FPN's ~115 (``benchmarks/bench_backbone.py``), so the GN layout's second costs ~25% more arithmetic
 """
 from __future__ import annotations
 
@@ -78,6 +81,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "box_score_thresh": 0.05,
     "trainable_backbone_layers": 3,
     "heads": "standard",
+    "rpn_conv_depth": None,
     # training: one random train scale per batch (all its images) instead of one per image
     "scale_per_batch": False,
 }
@@ -217,6 +221,9 @@ def full_config(config: dict) -> dict:
     _norm_layers(cfg["norm"])
     if cfg["heads"] not in HEADS:
         raise CheckpointError(f"model config: heads must be one of {list(HEADS)}, got {cfg['heads']!r}")
+    d = cfg["rpn_conv_depth"]
+    if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
+        raise CheckpointError(f"model config: rpn_conv_depth must be None or an integer >= 1, got {d!r}")
     if int(cfg["num_classes"]) < 2:
         raise CheckpointError(f"model config: num_classes must be >= 2 (incl. background), got {cfg['num_classes']}")
     ms = cfg["min_size"]
@@ -258,7 +265,7 @@ def build_model(config: dict) -> nn.Module:
         # ~0.46 GMAC per positive ROI); these keep the structure and cut the cost about 3x.
         anchors = kwargs.get("rpn_anchor_generator")
         num_anchors = anchors.num_anchors_per_location()[0] if anchors else 3
-        kwargs["rpn_head"] = RPNHead(ch, num_anchors, conv_depth=1)
+        kwargs["rpn_head"] = RPNHead(ch, num_anchors, conv_depth=int(cfg["rpn_conv_depth"] or 1))
         kwargs["box_head"] = FastRCNNConvFCHead((ch, 7, 7), [], [512], norm_layer=head_norm)
         kwargs["box_predictor"] = FastRCNNPredictor(512, num_classes)
         # one sample per bin instead of 2x2: RoIAlign's CPU backward (a serial scatter) was 40% of a step
@@ -275,7 +282,7 @@ def build_model(config: dict) -> nn.Module:
         # forward, about a third of a GN training step's arithmetic; the 2 FCs are ~0.03.
         anchors = kwargs.get("rpn_anchor_generator")
         num_anchors = anchors.num_anchors_per_location()[0] if anchors else 3
-        kwargs["rpn_head"] = RPNHead(ch, num_anchors, conv_depth=2)
+        kwargs["rpn_head"] = RPNHead(ch, num_anchors, conv_depth=int(cfg["rpn_conv_depth"] or 2))
         convs = [] if cfg["heads"] == "mlp" else [256, 256, 256, 256]
         fcs = [1024, 1024] if cfg["heads"] == "mlp" else [1024]
         kwargs["box_head"] = FastRCNNConvFCHead((ch, 7, 7), convs, fcs, norm_layer=head_norm)
@@ -286,6 +293,10 @@ def build_model(config: dict) -> nn.Module:
             if cfg["arch"] == "maskrcnn":
                 kwargs["mask_predictor"] = MaskRCNNPredictor(256, 256, num_classes)
             num_classes = None
+    if "rpn_head" not in kwargs and cfg["rpn_conv_depth"] not in (None, 1):
+        anchors = kwargs.get("rpn_anchor_generator")
+        num_anchors = anchors.num_anchors_per_location()[0] if anchors else 3
+        kwargs["rpn_head"] = RPNHead(ch, num_anchors, conv_depth=int(cfg["rpn_conv_depth"]))
     if "box_nms_thresh" in cfg:
         kwargs["box_nms_thresh"] = float(cfg["box_nms_thresh"])
     cls = MaskRCNN if cfg["arch"] == "maskrcnn" else FasterRCNN
@@ -332,6 +343,7 @@ def model_config_from_params(train_params: Any, num_classes: int) -> dict:
         # train from scratch: every layer trains; pretrained: Detectron's freeze-at-2
         "trainable_backbone_layers": 6 if t.weights == "none" else 3,
         "heads": t.heads,
+        "rpn_conv_depth": t.rpn_conv_depth,
         "scale_per_batch": t.scale_per_batch,
     })
 

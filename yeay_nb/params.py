@@ -138,6 +138,9 @@ class TrainParams:
     # light: ~3x cheaper ROI heads (CPU demos); mlp: the standard normed heads but a 2-FC box head
     # (no convs on each ROI; only differs from standard where norm is bn or gn)
     heads: Literal["standard", "light", "mlp"] = "standard"
+    # 3x3 convolutions in the RPN head; None: the layout's (2 with norm bn/gn, 1 otherwise). The GN
+    # layout's second one is ~25% more arithmetic a frame (benchmarks/bench_backbone.py)
+    rpn_conv_depth: Optional[int] = None
     hflip: bool = True
     # repeat-factor sampling (LVIS): images with classes in fewer than this fraction of the training
     # images repeat sqrt(threshold / fraction) times per epoch; None: every image once
@@ -454,6 +457,9 @@ def _check(p: Params, file: str) -> None:
     for key in ("max_iter", "ims_per_gpu", "reference_batch", "snapshot_iters"):
         if getattr(t, key) <= 0:
             raise ParamsError("must be positive", file=file, key=f"train.{key}")
+    if t.rpn_conv_depth is not None and t.rpn_conv_depth < 1:
+        raise ParamsError(f"must be at least 1 (or null for the layout's own), got {t.rpn_conv_depth}", file=file,
+                          key="train.rpn_conv_depth")
     if not 0.0 <= t.copy_paste_prob <= 1.0:
         raise ParamsError(f"must be a probability in [0, 1], got {t.copy_paste_prob}", file=file,
                           key="train.copy_paste_prob")

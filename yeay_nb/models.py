@@ -28,7 +28,7 @@ Config keys (all but ``num_classes`` have defaults, see :data:`DEFAULT_CONFIG`):
   box head, 2x128-conv mask head): about 3x cheaper ROI heads, for CPU demos and quick studies
 - ``rpn_conv_depth``: 3x3 convolutions of the RPN head before its outputs; None: the layout's own
   (2 for ``bn`` / ``gn``, 1 otherwise). At 480x864 one is ~41 GFLOPs a frame beside the backbone +
-  FPN's ~115 (``benchmarks/bench_backbone.py``), so the GN layout's second costs ~25% more arithmetic
+  FPN's ~115 (``benchmarks/bench_backbone.py``): the GN layout's second is ~18% of its arithmetic
 """
 from __future__ import annotations
 
@@ -243,6 +243,12 @@ def _backbone(cfg: dict) -> nn.Module:
     return _mobilenet_extractor(net, True, min(layers, 6), norm_layer=fpn_norm)  # 6 = all stages
 
 
+def _rpn_head(channels: int, kwargs: dict, depth: int) -> RPNHead:
+    """An RPN head with ``depth`` 3x3 convolutions for the anchors in ``kwargs`` (torchvision's 3 if none)."""
+    anchors = kwargs.get("rpn_anchor_generator")
+    return RPNHead(channels, anchors.num_anchors_per_location()[0] if anchors else 3, conv_depth=int(depth))
+
+
 def build_model(config: dict) -> nn.Module:
     """A randomly initialised Faster/Mask R-CNN with FPN for ``config`` (no download).
 
@@ -263,9 +269,7 @@ def build_model(config: dict) -> nn.Module:
     if cfg["heads"] == "light":
         # On a CPU the ROI heads, not the backbone, dominate a step (the standard mask head alone is
         # ~0.46 GMAC per positive ROI); these keep the structure and cut the cost about 3x.
-        anchors = kwargs.get("rpn_anchor_generator")
-        num_anchors = anchors.num_anchors_per_location()[0] if anchors else 3
-        kwargs["rpn_head"] = RPNHead(ch, num_anchors, conv_depth=int(cfg["rpn_conv_depth"] or 1))
+        kwargs["rpn_head"] = _rpn_head(ch, kwargs, cfg["rpn_conv_depth"] or 1)
         kwargs["box_head"] = FastRCNNConvFCHead((ch, 7, 7), [], [512], norm_layer=head_norm)
         kwargs["box_predictor"] = FastRCNNPredictor(512, num_classes)
         # one sample per bin instead of 2x2: RoIAlign's CPU backward (a serial scatter) was 40% of a step
@@ -280,9 +284,7 @@ def build_model(config: dict) -> nn.Module:
         # heads "mlp" keeps all but the box head, which becomes two 1024-wide FC layers (Detectron's 2mlp head,
         # torchvision v1): the 4 convs on every sampled ROI (8192 at 16 images x 512) are ~0.26 GFLOP per ROI
         # forward, about a third of a GN training step's arithmetic; the 2 FCs are ~0.03.
-        anchors = kwargs.get("rpn_anchor_generator")
-        num_anchors = anchors.num_anchors_per_location()[0] if anchors else 3
-        kwargs["rpn_head"] = RPNHead(ch, num_anchors, conv_depth=int(cfg["rpn_conv_depth"] or 2))
+        kwargs["rpn_head"] = _rpn_head(ch, kwargs, cfg["rpn_conv_depth"] or 2)
         convs = [] if cfg["heads"] == "mlp" else [256, 256, 256, 256]
         fcs = [1024, 1024] if cfg["heads"] == "mlp" else [1024]
         kwargs["box_head"] = FastRCNNConvFCHead((ch, 7, 7), convs, fcs, norm_layer=head_norm)
@@ -294,9 +296,7 @@ def build_model(config: dict) -> nn.Module:
                 kwargs["mask_predictor"] = MaskRCNNPredictor(256, 256, num_classes)
             num_classes = None
     if "rpn_head" not in kwargs and cfg["rpn_conv_depth"] not in (None, 1):
-        anchors = kwargs.get("rpn_anchor_generator")
-        num_anchors = anchors.num_anchors_per_location()[0] if anchors else 3
-        kwargs["rpn_head"] = RPNHead(ch, num_anchors, conv_depth=int(cfg["rpn_conv_depth"]))
+        kwargs["rpn_head"] = _rpn_head(ch, kwargs, cfg["rpn_conv_depth"])
     if "box_nms_thresh" in cfg:
         kwargs["box_nms_thresh"] = float(cfg["box_nms_thresh"])
     cls = MaskRCNN if cfg["arch"] == "maskrcnn" else FasterRCNN

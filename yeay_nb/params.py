@@ -139,7 +139,7 @@ class TrainParams:
     # (no convs on each ROI; only differs from standard where norm is bn or gn)
     heads: Literal["standard", "light", "mlp"] = "standard"
     # 3x3 convolutions in the RPN head; None: the layout's (2 with norm bn/gn, 1 otherwise). The GN
-    # layout's second one is ~25% more arithmetic a frame (benchmarks/bench_backbone.py)
+    # layout's second one is ~18% of a GN model's arithmetic a frame (benchmarks/bench_backbone.py)
     rpn_conv_depth: Optional[int] = None
     hflip: bool = True
     # repeat-factor sampling (LVIS): images with classes in fewer than this fraction of the training

@@ -6,6 +6,7 @@ on both sides); the timings they print are not asserted (benchmarks/RESULTS.md h
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -90,7 +91,10 @@ def test_bench_infer_gpu_tiny_matches_the_naive_loop(tmp_path):
     assert dense["match_rate"] == 1.0 and dense["box_iou_ge_0.99"] == 1.0
     # timed in alternation with the defaults (--repeat 2): its own pairs give vs_default
     assert full["repeat"] == 2 and len(dense["fps_runs"]) == 2 and len(dense["default_runs"]) == 2
-    assert dense["vs_default"] == pytest.approx(dense["fps"] / dense["default_fps"], abs=2e-3)
+    assert dense["default_fps"] == pytest.approx(statistics.median(dense["default_runs"]), abs=0.01)
+    assert dense["fps"] == pytest.approx(statistics.median(dense["fps_runs"]), abs=0.01)
+    # (the rates are rounded to 0.01 and a CPU runs ~1-2 frames/s: 1% slack for the rounding)
+    assert dense["vs_default"] == pytest.approx(dense["fps"] / dense["default_fps"], rel=0.01)
     assert len(full["naive"]["fps_runs"]) == 2 and len(full["ours"][0]["fps_runs"]) == 2
 
 

@@ -62,23 +62,24 @@ def flops_and_bytes(model, size: tuple[int, int], device: str) -> dict:
         return fc.get_total_flops() / 1e9
 
     x = torch.zeros(1, 3, *size, device=device)
-    with torch.inference_mode():
-        feats = model.backbone(x)
+    feats: dict = {}
+    backbone = count(lambda: feats.update(model.backbone(x)))
     rh = model.roi_heads
     rpn = count(lambda: model.rpn.head(list(feats.values())))
     box = count(lambda: rh.box_predictor(rh.box_head(torch.zeros(1000, 256, 7, 7, device=device))))
     mask = None
     if getattr(rh, "mask_head", None) is not None:
         mask = count(lambda: rh.mask_predictor(rh.mask_head(torch.zeros(1, 256, 14, 14, device=device))))
-    return {"input": list(size), "gflops_backbone_fpn": round(count(lambda: model.backbone(x)), 2),
+    return {"input": list(size), "gflops_backbone_fpn": round(backbone, 2),
             "gflops_rpn_head": round(rpn, 2), "gflops_box_head_1000_proposals": round(box, 2),
             "gflops_mask_head_per_roi": mask and round(mask, 3),
             "weights_mb_fp32": round(sum(p.numel() for p in model.parameters()) * 4 / 1e6, 1),
             "fpn_features_mb_per_frame_fp32": round(sum(f.numel() for f in feats.values()) * 4 / 1e6, 1)}
 
 
-def variant_fn(model, layout: str, precision: str):
-    """The backbone call for one variant (the model's memory format is set by the caller)."""
+def variant_fn(model, precision: str):
+    """The backbone call at ``precision`` (the memory format of model and input is set by the caller;
+    TF32 by ``fastpath.precision_flags``)."""
     import contextlib
 
     import torch
@@ -126,8 +127,8 @@ def time_variant(fn, x, graph: bool, repeat: int, device: str) -> tuple[list[flo
             out = call(x)
             sync()
             times.append((time.perf_counter() - t0) * 1e3)
-        out = {k: v.float().clone() for k, v in call(x).items()}
-    return times, out
+        # a copy: a graph's next replay overwrites its static outputs
+        return times, {k: v.float().clone() for k, v in out.items()}
 
 
 def rel_diff(out: dict, ref: dict) -> float:
@@ -149,6 +150,8 @@ def main() -> None:
 
     import torch
 
+    from yeay_nb import fastpath
+
     device = "cuda:0" if torch.cuda.is_available() and not args.tiny else "cpu"
     if args.tiny:
         args.backbone, args.batch, args.size, args.repeat, args.norms = "resnet18", 2, [128, 192], 3, ["gn", "frozen_bn"]
@@ -167,23 +170,15 @@ def main() -> None:
         floor = flops_and_bytes(model, tuple(args.size), device)
         print(f"[bench] {norm} floor: {floor}", flush=True)
         gflop_batch = floor["gflops_backbone_fpn"] * args.batch
-        # the reference: float32 without TF32, NCHW
-        saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            _, ref = time_variant(variant_fn(model, "nchw", "fp32"), x_nchw, False, 1, device)
-        finally:
-            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+        with fastpath.precision_flags("fp32"):  # the reference: float32 without TF32, NCHW
+            _, ref = time_variant(variant_fn(model, "fp32"), x_nchw, False, 1, device)
         rows = []
         for layout, prec, graph in variants:
             fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
             model.backbone.to(memory_format=fmt)
             x = x_nchw.contiguous(memory_format=fmt)
-            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = prec != "fp32"
-            try:
-                times, out = time_variant(variant_fn(model, layout, prec), x, graph, args.repeat, device)
-            finally:
-                torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+            with fastpath.precision_flags(prec):
+                times, out = time_variant(variant_fn(model, prec), x, graph, args.repeat, device)
             ms = statistics.median(times)
             rows.append({"variant": f"{layout} {prec} {'graph' if graph else 'eager'}", "ms_per_batch": round(ms, 3),
                          "ms_per_frame": round(ms / args.batch, 4), "tflops": round(gflop_batch / ms, 1),

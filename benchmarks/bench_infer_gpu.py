@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -419,11 +420,10 @@ def main() -> None:
     print(f"[bench] naive: {result['naive']}", flush=True)
     person = load_detector(str(person_ckpt), device)
     clothing = load_detector(str(clothing_ckpt), device)
-    def timed(p, c, bs, name, precision=args.precision, warm=True):
+    def timed(p, c, bs, name, precision=args.precision):
         """``repeat`` timed runs (after a warm-up: cuDNN autotunes each new input shape once per model
         thread): the first run's result with the median frames/s and every run's."""
-        if warm:
-            ours(video, p, c, 2 * bs, bs, device, tmp / "warm", precision)
+        ours(video, p, c, 2 * bs, bs, device, tmp / "warm", precision)
         runs = [ours(video, p, c, args.frames, bs, device, tmp / f"{name}_{k}", precision) for k in range(repeat)]
         return runs[0] | {"fps": _median([r["fps"] for r in runs]), "fps_runs": [round(r["fps"], 2) for r in runs],
                           "peak_gib": max((r["peak_gib"] or 0) for r in runs) or None}
@@ -472,26 +472,18 @@ def main() -> None:
     bs = best["batch_size"]
     for flag in (args.ablate or levers) if args.ablate is not None else ():
         default = getattr(fastpath, flag)
-
-        def flipped(name, frames):
-            setattr(fastpath, flag, not default)
-            try:  # some switches act when a model is prepared, others while it runs
-                return ours(video, p2, c2, frames, bs, device, tmp / name, args.precision)
-            finally:
-                setattr(fastpath, flag, default)
-
-        setattr(fastpath, flag, not default)
-        try:  # models are prepared at load time: load them with the lever flipped
+        # some switches act when a model is prepared (load time), others while it runs: both under it
+        flipped = lambda: mock.patch.object(fastpath, flag, not default)  # noqa: E731
+        with flipped():
             p2, c2 = load_detector(str(person_ckpt), device), load_detector(str(clothing_ckpt), device)
-        finally:
-            setattr(fastpath, flag, default)
-        flipped("warm", 2 * bs)
+            ours(video, p2, c2, 2 * bs, bs, device, tmp / "warm", args.precision)
         # alternate the defaults and the flipped switch: a drift of the card or host over the minutes of
         # the run then moves both medians alike (a single run after the others read up to 25% off)
         base_runs, flip_runs = [], []
         for k in range(repeat):
             base_runs.append(ours(video, person, clothing, args.frames, bs, device, tmp / f"abl_base{k}", args.precision))
-            flip_runs.append(flipped(f"abl_{flag}{k}", args.frames))
+            with flipped():
+                flip_runs.append(ours(video, p2, c2, args.frames, bs, device, tmp / f"abl_{flag}{k}", args.precision))
         c = compare(nv, flip_runs[0]["doc"], nv["frames"])  # what the switch does to the agreement with the naive loop
         fps, base_fps = _median([r["fps"] for r in flip_runs]), _median([r["fps"] for r in base_runs])
         row = {"switch": flag, "to": not default, "batch_size": bs, "fps": round(fps, 2),

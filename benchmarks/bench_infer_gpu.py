@@ -128,7 +128,7 @@ def trained_checkpoints(tmp: Path, ckpt: Path, test_min: int, test_max: int) -> 
     the clothing side its Faster R-CNN part (the mask head's weights dropped); both at the
     benchmark's test size and 100 detections a frame. For the bf16 tolerance check, which random
     networks cannot show (their classes hang on tiny logit gaps)."""
-    from yeay_nb.models import build_model, load_checkpoint, save_checkpoint
+    from yeay_nb.models import build_model, inference_weights, load_checkpoint, save_checkpoint
 
     state = load_checkpoint(ckpt)
     cfg = dict(state["model_config"], test_min_size=test_min, test_max_size=test_max, box_detections_per_img=100)
@@ -137,7 +137,7 @@ def trained_checkpoints(tmp: Path, ckpt: Path, test_min: int, test_max: int) -> 
     paths = []
     for name, arch in (("person", "maskrcnn"), ("clothing", "fasterrcnn")):
         c = dict(cfg, arch=arch)
-        weights = {k: v for k, v in state["model"].items() if arch == "maskrcnn" or not k.startswith("roi_heads.mask_")}
+        weights = {k: v for k, v in inference_weights(state).items() if arch == "maskrcnn" or not k.startswith("roi_heads.mask_")}
         model = build_model(c)
         model.load_state_dict(weights)
         paths.append(save_checkpoint(tmp / f"{name}.pt", model=model, classes=list(state["classes"]), model_config=c))

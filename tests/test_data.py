@@ -290,3 +290,27 @@ def test_copy_paste_unoccluded_classes_keep_their_masks(toy, monkeypatch):
         own_left = t_plain["masks"][:len(t_plain["labels"]) - pasted]
         covered += len(own_left) < n or int(own_left.sum()) < int(before["masks"].sum())
     assert covered >= 2  # the control: without the option, pastes did cover the image's objects
+
+
+def test_copy_paste_rare_threshold_draws_sources_by_their_repeat_factor():
+    """copy_paste_rare_threshold: the two images with the rare class (factor 2 at 0.4) are pasted from
+    twice as often as each other image, never onto themselves; without it every other image is equally
+    likely; a threshold outside (0, 1] is an error naming the key."""
+    from yeay_nb.params import ParamsError, params_from_dict
+
+    coco = _rare_class_coco()
+    rare = CocoDetectionDataset(coco, "train", images_dir="/nonexistent", drop_empty=True, copy_paste=1.0,
+                                copy_paste_rare_threshold=0.4)
+    plain = CocoDetectionDataset(coco, "train", images_dir="/nonexistent", drop_empty=True, copy_paste=1.0)
+    random.seed(0)
+    draws = 22000
+    for ds, want_rare in ((rare, 2 / 21), (plain, 1 / 19)):
+        counts = np.bincount([ds._paste_source(0) for _ in range(draws)], minlength=20) / draws
+        assert counts[0] == 0  # never its own source
+        assert abs(counts[3] - want_rare) < 0.01 and abs(counts[7] - want_rare) < 0.01
+        others = np.delete(counts, [0, 3, 7])
+        assert np.all(np.abs(others - (1 - 2 * want_rare) / 17) < 0.01)
+    # the rare images draw a source too, never themselves
+    assert 3 not in {rare._paste_source(3) for _ in range(500)}
+    with pytest.raises(ParamsError, match="train.copy_paste_rare_threshold"):
+        params_from_dict({"train": {"copy_paste_rare_threshold": 0}}, file="x.yaml")

@@ -271,3 +271,27 @@ def test_batched_rpn_gives_torchvision_proposals(mode, monkeypatch):
     for r, g in zip(ref, got):
         assert r.shape == g.shape and len(r) == 60
         assert torch.allclose(r, g)
+
+
+def test_five_anchor_ratios_give_torchvisions_proposals_and_detections():
+    """A model with anchor_ratios [0.25 .. 4] (five anchors a place): the fast path's RPN and detect
+    give what torchvision's forward gives."""
+    model, _ = _model("frozen_bn", anchor_ratios=[0.25, 0.5, 1.0, 2.0, 4.0], rpn_pre_nms_top_n_test=150,
+                      rpn_post_nms_top_n_test=60)
+    assert model.rpn.head.cls_logits.out_channels == 5
+    rng = np.random.default_rng(7)
+    frames = [rng.integers(0, 255, (100, 120, 3), dtype=np.uint8) for _ in range(2)]
+    with torch.inference_mode():
+        ref = model([torch.from_numpy(f).permute(2, 0, 1).float() / 255.0 for f in frames])
+        fastpath.prepare_model(model, "cpu")
+        images = fastpath.to_image_list(frames, (100, 120), fastpath.InputSpec.of(model), "cpu")
+        features = model.backbone(images.tensors)
+        ref_props, _ = model.rpn(images, features)
+        props = fastpath.rpn_proposals(model.rpn, images, features)
+        got = fastpath.detect(model, images, [(100, 120)] * 2, [3], 0.0)
+    for r, g in zip(ref_props, props):
+        assert len(r) == 60 and torch.allclose(r, g, atol=1e-3)
+    for r, g in zip(ref, got):
+        assert len(r["labels"]) > 0 and torch.equal(r["labels"], g["labels"])
+        assert torch.allclose(r["boxes"], g["boxes"], atol=1e-2)
+        assert torch.allclose(r["scores"], g["scores"], atol=1e-4)

@@ -38,11 +38,13 @@ def sample_everything(model) -> None:
         s.batch_size_per_image, s.positive_fraction = 10**7, 0.5
 
 
-@pytest.mark.parametrize("norm,heads", [("bn", "light"), ("gn", "standard")])
-def test_losses_and_gradients_equal_torchvisions_when_every_candidate_is_sampled(norm, heads):
+@pytest.mark.parametrize("norm,heads,ratios", [("bn", "light", None), ("gn", "standard", None),
+                                               ("gn", "mlp", [0.25, 0.5, 1.0, 2.0, 4.0])])
+def test_losses_and_gradients_equal_torchvisions_when_every_candidate_is_sampled(norm, heads, ratios):
     torch.manual_seed(0)
     cfg = {"arch": "maskrcnn", "backbone": "resnet18", "norm": norm, "heads": heads, "num_classes": 7,
-           "min_size": 96, "max_size": 160, "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 3000}
+           "min_size": 96, "max_size": 160, "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 3000,
+           "anchor_ratios": ratios}
     # post-NMS top-N above the candidates: each image keeps what its NMS leaves, so counts differ (padding)
     ours = build_model(cfg)
     assert type(ours.rpn) is fasttrain.BatchedRPN and type(ours.roi_heads) is fasttrain.BatchedRoIHeads

@@ -104,6 +104,37 @@ def test_rpn_conv_depth_sets_the_rpn_convs_and_old_configs_keep_their_layout(tmp
         params_from_dict({"train": {"rpn_conv_depth": 0}}, file="x.yaml")
 
 
+@pytest.mark.parametrize("backbone,norm", [("resnet18", "gn"), ("resnet18", "frozen_bn"), ("mobilenet_v3", "bn")])
+def test_anchor_ratios_give_one_anchor_per_ratio_and_size_and_survive_a_checkpoint(tmp_path, backbone, norm):
+    """anchor_ratios [0.25, 0.5, 1, 2, 4]: five anchors per place and size on every level (torchvision's
+    three when unset), the RPN head predicts one objectness per anchor, the model trains, and a
+    checkpoint rebuilds the same anchors; bad ratios name the key."""
+    ratios = [0.25, 0.5, 1.0, 2.0, 4.0]
+    default, five = build_model(_cfg(backbone=backbone, norm=norm)), build_model(_cfg(backbone=backbone, norm=norm,
+                                                                                      anchor_ratios=ratios))
+    sizes = len(default.rpn.anchor_generator.sizes[0])  # 1 per level for ResNet-FPN, 5 for mobilenet
+    assert default.rpn.anchor_generator.num_anchors_per_location() == [3 * sizes] * len(
+        default.rpn.anchor_generator.sizes)
+    assert five.rpn.anchor_generator.num_anchors_per_location() == [5 * sizes] * len(five.rpn.anchor_generator.sizes)
+    assert five.rpn.head.cls_logits.out_channels == 5 * sizes and five.rpn.head.bbox_pred.out_channels == 20 * sizes
+    assert [float(r) for r in five.rpn.anchor_generator.aspect_ratios[0]] == ratios
+    five.train()
+    target = {"boxes": torch.tensor([[10.0, 10, 30, 90]]), "labels": torch.tensor([1]),
+              "masks": torch.zeros(1, 96, 128, dtype=torch.uint8)}
+    losses = five([torch.rand(3, 96, 128)], [target])
+    assert all(torch.isfinite(v) for v in losses.values())
+    cfg = _cfg(backbone=backbone, norm=norm, anchor_ratios=ratios)
+    save_checkpoint(tmp_path / "a.pt", model=five, classes=CLASSES, model_config=cfg)
+    loaded, _, got = load_model(tmp_path / "a.pt")
+    assert list(got["anchor_ratios"]) == ratios and loaded.rpn.head.cls_logits.out_channels == 5 * sizes
+    with pytest.raises(CheckpointError, match="anchor_ratios"):
+        full_config({"num_classes": 3, "anchor_ratios": [1.0, -2.0]})
+    p = params_from_dict({"train": {"anchor_ratios": ratios}})
+    assert list(model_config_from_params(p.train, 3)["anchor_ratios"]) == ratios
+    with pytest.raises(ParamsError, match="train.anchor_ratios"):
+        params_from_dict({"train": {"anchor_ratios": []}}, file="x.yaml")
+
+
 def test_frozen_bn_layout_matches_torchvision_v1_names():
     # COCO weights of torchvision's v1 Faster R-CNN must fit by name and shape
     from torchvision.models.detection import fasterrcnn_resnet50_fpn

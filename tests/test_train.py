@@ -233,6 +233,13 @@ def test_copy_paste_trains_and_its_probability_is_checked(toy, tmp_path, monkeyp
     train(_params(toy, tmp_path / "worn", max_iter=1, copy_paste_prob=1.0, copy_paste_unoccluded=["shirt", "hat"]),
           progress=False)
     assert flags and all(f.all() for f in flags)
+    # train.copy_paste_rare_threshold reaches the dataset: its sources are drawn by weight
+    weighted = []
+    monkeypatch.setattr(data.CocoDetectionDataset, "_paste_source", lambda self, i: (
+        weighted.append(self._paste_cum_weights is not None), (i + 1) % len(self))[1])
+    train(_params(toy, tmp_path / "rare", max_iter=1, copy_paste_prob=1.0, copy_paste_rare_threshold=0.5),
+          progress=False)
+    assert weighted and all(weighted)
 
 
 def test_low_precision_group_norm_false_trains_with_plain_group_norm(toy, tmp_path, monkeypatch):
@@ -331,3 +338,29 @@ def test_short_cpu_training_clearly_learns(tmp_path):
     trained = result.eval["bbox"]["AP50"]
     # observed on the busy 2-core machine: 0.30 trained vs 0.003 untrained
     assert trained > 0.15 and trained > untrained["bbox"]["AP50"] + 0.12, (trained, untrained["bbox"]["AP50"])
+
+
+def test_weight_average_is_saved_resumed_and_used_to_evaluate_and_predict(toy, tmp_path, monkeypatch):
+    """train.ema_decay: the checkpoint holds the average ("ema") beside the training weights, the
+    evaluation and load_model use the average, and a resumed run carries the average on (its update
+    count continues instead of restarting); a decay outside (0, 1) names the key."""
+    import yeay_nb.evaluate as evaluate_module
+
+    evaluated = []
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda model, *a, **k: (
+        evaluated.append({n: v.clone() for n, v in model.state_dict().items()}), {"bbox": {}})[1])
+    first = train(_params(toy, tmp_path, max_iter=4, ema_decay=0.9, skip_test=False), progress=False)
+    state = load_checkpoint(first.final_checkpoint)
+    avg, raw = state["ema"], state["model"]
+    assert state["extra"]["ema_updates"] == 4 and set(avg) == set(raw)
+    assert any(not torch.equal(avg[k], raw[k]) for k in raw if raw[k].is_floating_point())
+    assert len(evaluated) == 1 and all(torch.equal(evaluated[0][k], avg[k]) for k in avg)
+    model, _, _ = load_model(first.final_checkpoint)
+    assert all(torch.equal(v, avg[k]) for k, v in model.state_dict().items())
+    resumed = train(_params(toy, tmp_path, max_iter=6, ema_decay=0.9), progress=False)
+    assert resumed.resumed_from == 4
+    assert load_checkpoint(resumed.final_checkpoint)["extra"]["ema_updates"] == 6
+    plain = load_checkpoint(train(_params(toy, tmp_path / "plain", max_iter=2), progress=False).final_checkpoint)
+    assert "ema" not in plain  # off by default
+    with pytest.raises(ParamsError, match="train.ema_decay"):
+        _params(toy, tmp_path, ema_decay=1.0)

@@ -20,7 +20,9 @@ few pixels are dropped. Only objects with a segmentation are pasted, and none of
 in ``copy_paste_exclude`` (e.g. ``["person"]``; on CCP that cost person mask AP: pasted garments
 then cut holes in the photo's own person, whose mask includes its clothes). Objects of the classes
 in ``copy_paste_unoccluded`` (e.g. ``["person"]``) keep their whole mask under pasted objects, as
-a person keeps its silhouette under a garment laid on it.
+a person keeps its silhouette under a garment laid on it. With ``copy_paste_rare_threshold`` the
+image pasted from is drawn by its repeat factor (:meth:`CocoDetectionDataset.repeat_factors`) instead
+of uniformly, so the objects of images with rare classes are pasted more often.
 
 Image files: ``file_name`` when absolute; otherwise resolved against ``images_dir``
 (argument), else the json's ``info.images_dir`` (relative to the json's folder), else
@@ -28,6 +30,7 @@ Image files: ``file_name`` when absolute; otherwise resolved against ``images_di
 """
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import Counter, defaultdict
@@ -172,7 +175,7 @@ class CocoDetectionDataset(Dataset):
     def __init__(self, coco_json: str | Path | dict, split: Optional[str] = "train", *,
                  images_dir: Optional[str | Path] = None, masks: bool = False, hflip: bool = False,
                  drop_empty: bool = False, copy_paste: float = 0.0, copy_paste_exclude: Sequence[str] = (),
-                 copy_paste_unoccluded: Sequence[str] = ()):
+                 copy_paste_unoccluded: Sequence[str] = (), copy_paste_rare_threshold: Optional[float] = None):
         if isinstance(coco_json, dict):
             coco, self.coco_json = coco_json, None
         else:
@@ -219,6 +222,9 @@ class CocoDetectionDataset(Dataset):
             raise AnnotationError(f"no images in split {split!r}" + (" with annotations" if drop_empty else ""),
                                   file=where)
         self.coco = coco
+        # cumulative weights of the image pasted from (None: uniform)
+        self._paste_cum_weights = (list(itertools.accumulate(self.repeat_factors(copy_paste_rare_threshold)))
+                                   if copy_paste_rare_threshold else None)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -296,11 +302,20 @@ class CocoDetectionDataset(Dataset):
         return image, target
 
 
+    def _paste_source(self, index: int) -> int:
+        """The image whose objects image ``index`` gets: any other, uniformly or by repeat factor."""
+        if self._paste_cum_weights is None:
+            src = random.randrange(len(self.records) - 1)
+            return src + (src >= index)  # never the image itself
+        src = index
+        while src == index:  # len(records) > 1 and every weight >= 1: a few draws at most, typically one
+            src = random.choices(range(len(self.records)), cum_weights=self._paste_cum_weights)[0]
+        return src
+
     def _paste_another(self, index: int, image, boxes, labels, masks, has_mask):
         """Copy-paste: the masked objects of another random training image, scaled by U(0.3, 1) of
         the largest fit and placed at random (the pasted block stays inside the image)."""
-        src = random.randrange(len(self.records) - 1)
-        src += src >= index  # never the image itself
+        src = self._paste_source(index)
         src_anns = [a for a in self.records[src][1] if "segmentation" in a and a["category_id"] not in self._never_pasted]
         src_image = self.read_image(src) if src_anns else None
         if src_image is None:  # nothing to paste, or it does not decode: the image as it was

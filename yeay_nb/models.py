@@ -29,6 +29,8 @@ Config keys (all but ``num_classes`` have defaults, see :data:`DEFAULT_CONFIG`):
 - ``rpn_conv_depth``: 3x3 convolutions of the RPN head before its outputs; None: the layout's own
   (2 for ``bn`` / ``gn``, 1 otherwise). At 480x864 one is ~41 GFLOPs a frame beside the backbone +
   FPN's ~115 (``benchmarks/bench_backbone.py``): the GN layout's second is ~18% of its arithmetic
+- ``anchor_ratios``: anchor height/width ratios at every level (None: torchvision's 0.5, 1, 2);
+  the RPN head predicts one objectness and one box per ratio and size
 """
 from __future__ import annotations
 
@@ -82,6 +84,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "trainable_backbone_layers": 3,
     "heads": "standard",
     "rpn_conv_depth": None,
+    "anchor_ratios": None,  # None: torchvision's (0.5, 1, 2) at every level
     # training: one random train scale per batch (all its images) instead of one per image
     "scale_per_batch": False,
 }
@@ -224,6 +227,12 @@ def full_config(config: dict) -> dict:
     d = cfg["rpn_conv_depth"]
     if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
         raise CheckpointError(f"model config: rpn_conv_depth must be None or an integer >= 1, got {d!r}")
+    r = cfg["anchor_ratios"]
+    if r is not None:
+        if not isinstance(r, (list, tuple)) or not r or any(isinstance(x, bool) or not isinstance(x, (int, float))
+                                                             or x <= 0 for x in r):
+            raise CheckpointError(f"model config: anchor_ratios must be None or positive numbers, got {r!r}")
+        cfg["anchor_ratios"] = tuple(float(x) for x in r)
     if int(cfg["num_classes"]) < 2:
         raise CheckpointError(f"model config: num_classes must be >= 2 (incl. background), got {cfg['num_classes']}")
     ms = cfg["min_size"]
@@ -261,10 +270,14 @@ def build_model(config: dict) -> nn.Module:
     _, head_norm = _norm_layers(cfg["norm"])
     ch = backbone.out_channels
     kwargs: dict[str, Any] = {}
+    ratios = cfg["anchor_ratios"] or (0.5, 1.0, 2.0)
     if cfg["backbone"] == "mobilenet_v3":
         # torchvision's mobilenet FPN recipe: 3 feature maps, all anchor sizes on each
         sizes = ((32, 64, 128, 256, 512),) * 3
-        kwargs["rpn_anchor_generator"] = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+        kwargs["rpn_anchor_generator"] = AnchorGenerator(sizes, (ratios,) * len(sizes))
+    elif cfg["anchor_ratios"] is not None:  # torchvision's ResNet-FPN sizes, one per level
+        sizes = ((32,), (64,), (128,), (256,), (512,))
+        kwargs["rpn_anchor_generator"] = AnchorGenerator(sizes, (ratios,) * len(sizes))
     num_classes: Optional[int] = int(cfg["num_classes"])
     if cfg["heads"] == "light":
         # On a CPU the ROI heads, not the backbone, dominate a step (the standard mask head alone is
@@ -344,6 +357,7 @@ def model_config_from_params(train_params: Any, num_classes: int) -> dict:
         "trainable_backbone_layers": 6 if t.weights == "none" else 3,
         "heads": t.heads,
         "rpn_conv_depth": t.rpn_conv_depth,
+        "anchor_ratios": t.anchor_ratios,
         "scale_per_batch": t.scale_per_batch,
     })
 
@@ -373,7 +387,7 @@ def _plain(x: Any) -> Any:
 
 def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, classes: list[str], model_config: dict,
                     optimizer=None, scheduler=None, iteration: int | None = None, params: dict | None = None,
-                    extra: dict | None = None) -> Path:
+                    extra: dict | None = None, ema: nn.Module | None = None) -> Path:
     """Write a checkpoint atomically (a crash or a full disk never leaves half a file).
 
     Usage::
@@ -382,6 +396,8 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, classes: list[
                         optimizer=opt, scheduler=sched, iteration=it, params=p.to_dict())
 
     A full disk raises :class:`CheckpointError` naming the path; the previous file is intact.
+    ``ema``: the moving average of the weights (``train.ema_decay``), saved as ``"ema"`` beside the
+    training weights; :func:`load_model` and :func:`load_weights` then use it (see :func:`inference_weights`).
     """
     path = Path(path)
     state = {
@@ -396,6 +412,8 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, classes: list[
         "extra": _plain(extra) if extra is not None else None,
         "torch_version": str(torch.__version__),
     }
+    if ema is not None:
+        state["ema"] = unwrap(ema).state_dict()
     try:
         with atomic_open(path, "wb") as f:
             torch.save(state, f)
@@ -421,6 +439,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     return state
 
 
+def inference_weights(state: dict) -> dict:
+    """The weights to predict with: the moving average (``"ema"``) where the checkpoint has one,
+    else the training weights (``"model"``); training resumes from ``"model"`` either way."""
+    return state.get("ema") or state["model"]
+
+
 def load_model(path: str | os.PathLike, device: Any = "cpu", **overrides) -> tuple[nn.Module, list[str], dict]:
     """Model in eval mode, class names and model config, from a checkpoint file alone.
 
@@ -444,7 +468,7 @@ def load_model(path: str | os.PathLike, device: Any = "cpu", **overrides) -> tup
     cfg = full_config(cfg)
     model = build_model(cfg)
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(inference_weights(state))
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {path}: weights do not fit its model config: {e}") from None
     classes = list(state["classes"])
@@ -534,7 +558,7 @@ def load_weights(model: nn.Module, weights: str, config: dict) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"weights file {path} is corrupt or unreadable: {e}") from None
-    sd = state.get("model", state) if isinstance(state, dict) else None
+    sd = (inference_weights(state) if "model" in state else state) if isinstance(state, dict) else None
     if not isinstance(sd, dict):
         raise CheckpointError(f"weights file {path} holds no state dict")
     report = load_matching(model, sd)

@@ -141,6 +141,9 @@ class TrainParams:
     # 3x3 convolutions in the RPN head; None: the layout's (2 with norm bn/gn, 1 otherwise). The GN
     # layout's second one is ~18% of a GN model's arithmetic a frame (benchmarks/bench_backbone.py)
     rpn_conv_depth: Optional[int] = None
+    # anchor aspect ratios (height / width) at every FPN level; null: torchvision's [0.5, 1, 2]. Garments
+    # such as belts, scarves and ties are longer than 2:1 (e.g. [0.25, 0.5, 1, 2, 4])
+    anchor_ratios: Optional[list[float]] = None
     hflip: bool = True
     # repeat-factor sampling (LVIS): images with classes in fewer than this fraction of the training
     # images repeat sqrt(threshold / fraction) times per epoch; None: every image once
@@ -154,6 +157,14 @@ class TrainParams:
     # classes whose masks keep the pixels pasted objects cover (e.g. [person], with person excluded:
     # pasted garments are worn, not holes in the person's mask target)
     copy_paste_unoccluded: list[str] = field(default_factory=list)
+    # the image whose objects are pasted is drawn by its repeat factor at this threshold (see
+    # repeat_factor_threshold) instead of uniformly: images with rare classes give ~sqrt(threshold /
+    # fraction) times as many pastes; null: uniform
+    copy_paste_rare_threshold: Optional[float] = None
+    # exponential moving average of the weights (e.g. 0.999; the decay ramps up as min(decay, (1 + n) /
+    # (10 + n)) over the first updates); evaluation and inference use the average, checkpoints hold
+    # both (key "ema"). null: off
+    ema_decay: Optional[float] = None
     # training targets (matching, sampling, losses) for the whole batch at once (yeay_nb.fasttrain);
     # false: torchvision's per-image code (same losses, ~10x more host synchronisations per step)
     batched_heads: bool = True
@@ -463,9 +474,15 @@ def _check(p: Params, file: str) -> None:
     if not 0.0 <= t.copy_paste_prob <= 1.0:
         raise ParamsError(f"must be a probability in [0, 1], got {t.copy_paste_prob}", file=file,
                           key="train.copy_paste_prob")
-    if t.repeat_factor_threshold is not None and not 0 < t.repeat_factor_threshold <= 1:
-        raise ParamsError(f"must be in (0, 1], got {t.repeat_factor_threshold}", file=file,
-                          key="train.repeat_factor_threshold")
+    for key in ("repeat_factor_threshold", "copy_paste_rare_threshold"):
+        v = getattr(t, key)
+        if v is not None and not 0 < v <= 1:
+            raise ParamsError(f"must be in (0, 1], got {v}", file=file, key=f"train.{key}")
+    if t.ema_decay is not None and not 0 < t.ema_decay < 1:
+        raise ParamsError(f"must be in (0, 1) (or null: off), got {t.ema_decay}", file=file, key="train.ema_decay")
+    if t.anchor_ratios is not None and (not t.anchor_ratios or min(t.anchor_ratios) <= 0):
+        raise ParamsError(f"must be positive height/width ratios (or null), got {t.anchor_ratios}", file=file,
+                          key="train.anchor_ratios")
     if t.profile_iters is not None and not (len(t.profile_iters) == 2 and 0 <= t.profile_iters[0] < t.profile_iters[1]):
         raise ParamsError(f"expected [start, stop] iterations with 0 <= start < stop, got {t.profile_iters}",
                           file=file, key="train.profile_iters")

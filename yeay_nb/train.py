@@ -188,9 +188,9 @@ def find_last_checkpoint(output_dir: Path) -> Optional[Path]:
     return numbered[-1] if numbered else None
 
 
-def _save(path: Path, model, optimizer, classes, model_config, iteration, params, extra) -> None:
+def _save(path: Path, model, optimizer, classes, model_config, iteration, params, extra, ema=None) -> None:
     save_checkpoint(path, model=model, classes=classes, model_config=model_config, optimizer=optimizer,
-                    scheduler=None, iteration=iteration, params=params, extra=extra)
+                    scheduler=None, iteration=iteration, params=params, extra=extra, ema=ema)
     # the marker moves only after the checkpoint is complete: a kill between the two
     # leaves the marker on the previous (complete) checkpoint
     write_text(path.parent / LAST_CHECKPOINT, path.name)
@@ -298,7 +298,8 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
         dataset = CocoDetectionDataset(t.coco_json, "train", images_dir=images_dir, masks=t.model == "maskrcnn",
                                        hflip=t.hflip, drop_empty=True, copy_paste=t.copy_paste_prob,
                                        copy_paste_exclude=t.copy_paste_exclude,
-                                       copy_paste_unoccluded=t.copy_paste_unoccluded)
+                                       copy_paste_unoccluded=t.copy_paste_unoccluded,
+                                       copy_paste_rare_threshold=t.copy_paste_rare_threshold)
         classes = dataset.classes
         cfg = model_config_from_params(t, len(classes))
         sched = derive_schedule(t, d.world_size)
@@ -336,6 +337,15 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
             if d.main and t.weights != "none":
                 print(f"weights {report['weights']}: loaded {report['loaded']} tensors, "
                       f"re-initialised {len(report.get('skipped', []))} with other shapes", flush=True)
+        ema = None
+        if t.ema_decay:
+            from .ema import WeightEma
+
+            ema = WeightEma(model, t.ema_decay)
+            if state is not None and state.get("ema"):
+                ema.load_state_dict(state["ema"], (state.get("extra") or {}).get("ema_updates", start_iter))
+            elif state is not None and d.main:
+                print(f"{resume_path} has no weight average: train.ema_decay starts one from its weights", flush=True)
 
         if d.world_size > 1:
             ddp_kw = {"device_ids": [d.device.index]} if d.device.type == "cuda" else {}
@@ -357,8 +367,10 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                                       **dataclasses.asdict(sched)}) + b"\n")
 
         extra = lambda: {"train_time_s": elapsed_before + (time.perf_counter() - t0),  # noqa: E731
-                         "schedule": dataclasses.asdict(sched), "world_size": d.world_size}
-        save = lambda path, it: _save(path, model, optimizer, classes, cfg, it, params_dict, extra())  # noqa: E731
+                         "schedule": dataclasses.asdict(sched), "world_size": d.world_size,
+                         **({"ema_updates": ema.updates, "ema_decay": ema.decay} if ema else {})}
+        save = lambda path, it: _save(path, model, optimizer, classes, cfg, it, params_dict, extra(),  # noqa: E731
+                                      ema.module if ema else None)
 
         it = start_iter
         skipped = 0
@@ -414,6 +426,8 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                 if t.clip_grad_norm:
                     torch.nn.utils.clip_grad_norm_(trainable, t.clip_grad_norm)
                 optimizer.step()
+                if ema is not None:
+                    ema.update(unwrap(model))
                 it += 1
                 profiler.at(it)
                 window_imgs += len(images) * d.world_size
@@ -477,8 +491,10 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
             if d.main:
                 from .evaluate import evaluate
 
-                result.eval = evaluate(unwrap(model), t.coco_json, split="val", output_dir=out, device=d.device,
-                                       images_dir=images_dir, progress=progress, num_workers=t.num_workers)
+                # the weight average where there is one: what inference loads (models.inference_weights)
+                result.eval = evaluate(ema.module if ema else unwrap(model), t.coco_json, split="val", output_dir=out,
+                                       device=d.device, images_dir=images_dir, progress=progress,
+                                       num_workers=t.num_workers)
             _barrier(d)
         return result
     finally:

@@ -295,3 +295,17 @@ def test_five_anchor_ratios_give_torchvisions_proposals_and_detections():
         assert len(r["labels"]) > 0 and torch.equal(r["labels"], g["labels"])
         assert torch.allclose(r["boxes"], g["boxes"], atol=1e-2)
         assert torch.allclose(r["scores"], g["scores"], atol=1e-4)
+
+
+def test_channels_last_is_wanted_only_for_models_without_group_norm(monkeypatch):
+    """NHWC pays for folded-BatchNorm models and costs GroupNorm ones (bench_backbone.py on an H100):
+    the switch applies per model, and off means NCHW for all; the shared input batch stays NCHW."""
+    bn, _ = _model("frozen_bn")
+    gn, _ = _model("gn")
+    monkeypatch.setattr(fastpath, "CHANNELS_LAST", True)
+    assert fastpath.wants_channels_last(bn) and not fastpath.wants_channels_last(gn)
+    monkeypatch.setattr(fastpath, "CHANNELS_LAST", False)
+    assert not fastpath.wants_channels_last(bn)
+    frames = [np.zeros((100, 120, 3), np.uint8)] * 2
+    x = fastpath.to_image_list(frames, (100, 120), fastpath.InputSpec.of(bn), "cpu").tensors
+    assert x.is_contiguous()

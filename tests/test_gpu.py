@@ -100,3 +100,41 @@ def test_run_models_fp32_equals_the_torchvision_forward_and_bf16_boxes_are_float
         images = fastpath.to_image_list(frames, (270, 480), fastpath.InputSpec.of(model), "cuda")
         out = fastpath.detect(model, images, [(270, 480)] * 4)
     assert all(o["boxes"].dtype == torch.float32 for o in out)
+
+
+def test_channels_last_only_for_models_without_group_norm_and_both_share_one_input():
+    """prepare_model puts a folded-BN model's backbone in NHWC and leaves a GroupNorm one in NCHW;
+    run_models then runs both on the one NCHW image batch with the results of all-NCHW models."""
+    import numpy as np
+
+    from yeay_nb import fastpath
+    from yeay_nb.models import build_model
+
+    def pair():
+        torch.manual_seed(0)
+        common = {"backbone": "resnet18", "num_classes": 4, "test_min_size": 96, "test_max_size": 160,
+                  "box_score_thresh": 0.0, "box_detections_per_img": 10}
+        return (build_model({"arch": "maskrcnn", "norm": "frozen_bn", **common}),
+                build_model({"arch": "fasterrcnn", "norm": "gn", **common}))
+
+    frames = [np.random.default_rng(i).integers(0, 255, (100, 120, 3), dtype=np.uint8) for i in range(2)]
+    results = {}
+    for nhwc in (False, True):
+        fastpath.CHANNELS_LAST, saved = nhwc, fastpath.CHANNELS_LAST
+        try:
+            bn, gn = (fastpath.prepare_model(m, "cuda") for m in pair())
+            conv = bn.backbone.body.conv1.weight
+            assert conv.is_contiguous(memory_format=torch.channels_last) == nhwc
+            assert gn.backbone.body.conv1.weight.is_contiguous()  # GroupNorm model: NCHW either way
+            with fastpath.precision_flags("fp32"):
+                out = fastpath.run_models([bn, gn], frames, (100, 120), "cuda", precision="fp32")
+            results[nhwc] = [out[id(bn)][0], out[id(gn)][0]]
+        finally:
+            fastpath.CHANNELS_LAST = saved
+    # per frame (boxes, scores, labels); untrained heads: compare the sorted scores, not the labels
+    # that hang on tiny logit gaps
+    for model_a, model_b in zip(results[False], results[True]):
+        for (_, sa, _), (_, sb, _) in zip(model_a, model_b):
+            assert len(sa) == len(sb) > 0
+            assert np.allclose(np.sort(np.asarray(sa, dtype=np.float64)), np.sort(np.asarray(sb, dtype=np.float64)),
+                               atol=1e-3)

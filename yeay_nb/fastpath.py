@@ -12,8 +12,10 @@ What the 2018 loop did per frame, and what this does per batch of frames instead
   mean/std) share that image batch. Frames much larger than the network input (1080p, 4K)
   are resized on the CPU first (:func:`cpu_presize`), so the GPU never holds full-size
   float copies of them.
-- **bf16 autocast** on CUDA (channels_last is a switch, off: it measured slower here, since
-  RoIAlign and the heads copy the NHWC feature maps back to NCHW).
+- **channels_last (NHWC) convolutions** on CUDA for models without GroupNorm (folded BatchNorm:
+  torchvision's COCO weights, the frozen_bn layout): their backbone 1.16x at TF32 and the pair
+  1.08x end to end; GroupNorm models stay NCHW (GroupNorm's NHWC kernels made their backbone 0.55x
+  and the trained CCP pair 0.70x end to end; benchmarks/RESULTS.md, 2026-11-28).
 - **Masks only where needed.** The mask head and the mask pasting run only for detections
   of the mask classes above the mask threshold (torchvision computes and pastes 100 per
   frame); the kept masks are thresholded and run-length scanned on the GPU, so only their
@@ -55,7 +57,7 @@ PRESIZE_PIXEL_RATIO = 3.0
 # Switches for ablations (benchmarks/bench_infer_gpu.py --ablate flips each in turn); the defaults
 # are what measured fastest (benchmarks/RESULTS.md).
 FOLD_NORMS = True        # fold BatchNorms into convs in prepare_model
-CHANNELS_LAST = False    # NHWC convolutions on CUDA: measured 8% slower end to end, so off
+CHANNELS_LAST = True     # NHWC convolutions on CUDA for models without GroupNorm (see wants_channels_last)
 CONCURRENT_MODELS = True  # a thread and stream per model on CUDA
 PER_LEVEL_RPN_NMS = False  # RPN NMS one level at a time: same boxes, cheaper serial pass, but 5x the NMS
                            # calls and host syncs: measured 27% slower end to end (RESULTS.md), so off
@@ -133,9 +135,19 @@ def fold_batchnorms(model) -> int:
     return folded
 
 
+def wants_channels_last(model: Any) -> bool:
+    """NHWC for this model on CUDA: ``CHANNELS_LAST`` is on and the model has no GroupNorm. On an
+    H100 (bench_backbone.py, 2026-11-28) the R50-FPN backbone with folded norms ran 1.16x faster in
+    NHWC at TF32 (1.21x in bf16) and the GroupNorm one 0.55x (0.49x): GroupNorm's NHWC kernels are slow."""
+    import torch
+
+    return CHANNELS_LAST and not any(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
+
+
 def prepare_model(model, device: Any) -> Any:
-    """Eval mode on ``device``, gradients off, norms folded (``FOLD_NORMS``), NHWC on CUDA if
-    ``CHANNELS_LAST``. Changes ``model`` in place."""
+    """Eval mode on ``device``, gradients off, norms folded (``FOLD_NORMS``), NHWC weights on CUDA
+    where :func:`wants_channels_last` (the first convolution then turns the shared NCHW input into
+    NHWC for that model alone). Changes ``model`` in place."""
     import torch
 
     model = model.to(device).eval()
@@ -145,7 +157,7 @@ def prepare_model(model, device: Any) -> Any:
         from .models import use_low_precision_group_norm
 
         use_low_precision_group_norm(model, False)
-    if torch.device(device).type == "cuda" and CHANNELS_LAST:
+    if torch.device(device).type == "cuda" and wants_channels_last(model):
         model.backbone.to(memory_format=torch.channels_last)
         rpn_head = getattr(getattr(model, "rpn", None), "head", None)
         if rpn_head is not None:
@@ -225,10 +237,9 @@ def to_image_list(frames: Sequence[np.ndarray], original_size: tuple[int, int], 
     ph, pw = int(math.ceil(rh / d) * d), int(math.ceil(rw / d) * d)
     if (ph, pw) != (rh, rw):
         x = F.pad(x, (0, pw - rw, 0, ph - rh))
-    if cuda and CHANNELS_LAST:
-        x = x.contiguous(memory_format=torch.channels_last)
-    else:
-        x = x.contiguous()
+    # NCHW even for NHWC models: two models may share this batch, and a GroupNorm one must stay NCHW
+    # (a convolution with NHWC weights makes its own NHWC copy of its input)
+    x = x.contiguous()
     return ImageList(x, [(rh, rw)] * len(frames))
 
 

@@ -363,10 +363,10 @@ def main() -> None:
     ap.add_argument("--profile", default=None, help="write a profiler table of the models here")
     from yeay_nb.fastpath import DEFAULT_PRECISION
 
-    ap.add_argument("--precision", default=DEFAULT_PRECISION, choices=["bf16", "tf32"],
+    ap.add_argument("--precision", default=DEFAULT_PRECISION, choices=["bf16", "fp16", "tf32"],
                     help="precision of the 'ours' rows, the ablations and the breakdown (default: the product's, "
                          f"{DEFAULT_PRECISION})")
-    ap.add_argument("--precisions", nargs="*", default=["bf16", "tf32"], choices=["bf16", "tf32"],
+    ap.add_argument("--precisions", nargs="*", default=["bf16", "fp16", "tf32"], choices=["bf16", "fp16", "tf32"],
                     help="also time these precisions (other than --precision) at the best batch size and check them "
                          "against the naive loop (fp32 is always timed and checked: ours_fp32, check_fp32)")
     ap.add_argument("--repeat", type=int, default=None,

@@ -4,7 +4,7 @@
 # ~170 MB), then run the end-to-end inference benchmark with it as both models (--trained): tf32
 # (the default) vs the naive loop, one row per switch flipped (ABLATE, default "CHANNELS_LAST": NHWC
 # convolutions, unsettled at tf32; each row alternates with the defaults), bf16 and fp32, each timed and
-# checked (box IoU >= 0.99, mask IoU >= 0.98); rates are medians of REPEAT runs (default 3; with
+# checked (box IoU >= 0.99, mask IoU >= 0.98; also fp16, which keeps TF32's mantissa); rates are medians of REPEAT runs (default 3; with
 # training in the same call, REPEAT=1 stays clearer of the 600 s call limit). Results to $OUT.
 #   carry: .device/ccp400s .device/infer-wheels .device/videos      (59.7 MiB of the 64)
 #   TRAIN_S=300 bash scripts/device_infer_trained.sh [extra bench_infer_gpu.py args]
@@ -22,5 +22,5 @@ ckpt=${CKPT:-/tmp/ccp-trained/model_final.pt}
     -p convert.ccp.root ../.device/ccp400s -p train.coco_json /tmp/ccp520/coco.json -p train.output_dir /tmp/ccp-trained \
     -p train.time_budget_s "${TRAIN_S:-300}" -p train.skip_test true 2>&1 | tr '\r' '\n' | grep -v "^train: " | tail -3
 python3 benchmarks/bench_infer_gpu.py --trained "$ckpt" --video .device/videos/juggle_960x540.mp4 \
-    --frames 240 --naive-frames 48 --batch-sizes 48 --ablate ${ABLATE:-CHANNELS_LAST} --precisions bf16 --repeat "${REPEAT:-3}" \
+    --frames 240 --naive-frames 48 --batch-sizes 48 --ablate ${ABLATE:-CHANNELS_LAST} --precisions bf16 fp16 --repeat "${REPEAT:-3}" \
     --json "$out/infer_trained.json" "$@" 2>&1 | tee "$out/infer_trained.log" | grep "bench\]\|frames/s\|naive\|ours"

@@ -73,12 +73,13 @@ def test_precision_flags_set_and_restore_tf32():
     before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     try:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
-        for precision, inside in (("fp32", (False, False)), ("tf32", (True, True)), ("bf16", (True, False))):
+        for precision, inside in (("fp32", (False, False)), ("tf32", (True, True)), ("bf16", (True, False)),
+                                  ("fp16", (True, False))):
             with fastpath.precision_flags(precision):
                 assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == inside
             assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, False)
         with pytest.raises(ValueError, match="precision"):
-            with fastpath.precision_flags("fp16"):
+            with fastpath.precision_flags("fp8"):
                 pass
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

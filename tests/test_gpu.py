@@ -100,6 +100,14 @@ def test_run_models_fp32_equals_the_torchvision_forward_and_bf16_boxes_are_float
         images = fastpath.to_image_list(frames, (270, 480), fastpath.InputSpec.of(model), "cuda")
         out = fastpath.detect(model, images, [(270, 480)] * 4)
     assert all(o["boxes"].dtype == torch.float32 for o in out)
+    # fp16 autocast (TF32's 10-bit mantissa): the top scores of each frame stay close to fp32's
+    with fastpath.precision_flags("fp16"), torch.inference_mode():
+        half = fastpath.run_models([model], frames, (270, 480), "cuda", precision="fp16")[id(model)][0]
+    for (_, s32, _), (b16, s16, _) in zip(got, half):
+        top = min(len(s32), len(s16), 10)
+        assert top > 0 and np.all(np.isfinite(b16))
+        assert np.allclose(np.sort(np.asarray(s32, np.float64))[-top:], np.sort(np.asarray(s16, np.float64))[-top:],
+                           atol=1e-2)
 
 
 def test_channels_last_only_for_models_without_group_norm_and_both_share_one_input():

@@ -409,6 +409,10 @@ def test_precision_sets_tf32_for_the_run_only_and_is_recorded(videos, tmp_path):
         assert seen and all(flags == (True, True) for flags in seen)  # bf16 leaves the process's flags
         assert validate_file(tmp_path / "bf16" / "synth_000.json")["params"]["precision"] == "bf16"
         seen.clear()
+        run_inference(videos[1][0], tmp_path / "fp16", det, "same", precision="fp16", progress=False)
+        assert seen and all(flags == (True, True) for flags in seen)  # fp16 too
+        assert validate_file(tmp_path / "fp16" / "synth_000.json")["params"]["precision"] == "fp16"
+        seen.clear()
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
         run_inference(videos[1][0], tmp_path / "tf32", det, "same", progress=False)  # the default: tf32
         assert seen and all(flags == (True, True) for flags in seen)
@@ -417,7 +421,7 @@ def test_precision_sets_tf32_for_the_run_only_and_is_recorded(videos, tmp_path):
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
     with pytest.raises(ParamsError, match="precision"):
-        run_inference(videos[1][0], tmp_path / "bad", det, "same", precision="fp16", progress=False)
+        run_inference(videos[1][0], tmp_path / "bad", det, "same", precision="fp8", progress=False)
     from yeay_nb.params import params_from_dict
 
     assert params_from_dict({"infer": {"precision": "fp32"}}).infer.precision == "fp32"

@@ -36,7 +36,8 @@ equal ``GeneralizedRCNN.forward``'s up to float rounding (``tests/test_fastpath.
 piece on the CPU). ``precision`` (:func:`run_models`, :func:`precision_flags`): "tf32" (the
 default: float32 tensors, TF32 convolutions/matmuls: 10-bit mantissas; within the contract's
 tolerance for 99% of the detections of trained CCP models), "bf16" autocast (~9% faster, outside
-it for about half) or "fp32" (TF32 off: the plain loop's results to rounding, measured exact).
+it for about half), "fp16" autocast (float16 keeps TF32's 10-bit mantissa at bf16's speed, but a
+narrower range: not yet measured on a GPU) or "fp32" (TF32 off: the plain loop's results to rounding, measured exact).
 ``benchmarks/bench_infer_gpu.py`` compares each with the naive loop.
 """
 from __future__ import annotations
@@ -68,7 +69,8 @@ DENSE_NMS_CHUNK = 1 << 27  # dense_nms: IoU-matrix entries (images x N x N) per 
 CPU_NMS_BY_GROUP = True  # on a CPU, torchvision's batched_nms (a loop over groups for large inputs: faster there)
 FLOAT32_GROUP_NORM = False  # GN models at inference: GroupNorm in float32 under autocast (torchvision's
                             # default) instead of models.LowPrecisionGroupNorm's bf16 (training's choice)
-PRECISIONS = ("bf16", "tf32", "fp32")  # run_models / precision_flags / run_inference(precision=...)
+PRECISIONS = ("bf16", "fp16", "tf32", "fp32")  # run_models / precision_flags / run_inference(precision=...)
+AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}  # precisions that run under CUDA autocast
 # tf32 by default: with trained CCP models it keeps 99% of the matched detections within the contract's
 # tolerance (box IoU >= 0.99, mask IoU >= 0.98) at 11x the naive loop; bf16 is ~9% faster but moves half
 # of them (benchmarks/RESULTS.md, 2026-11-27 evening)
@@ -731,7 +733,7 @@ def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size:
 
     Models whose input transforms agree share one uploaded image batch. On CUDA, with two or
     more models, each runs in its own thread on its own stream: one model's host-synchronising
-    steps (NMS, the copies back) overlap the other's convolutions. ``precision`` "bf16": bf16
+    steps (NMS, the copies back) overlap the other's convolutions. ``precision`` "bf16" / "fp16": that
     autocast on CUDA; "tf32" / "fp32": none (the TF32 switches are process-wide: the caller sets
     them for the whole run with :func:`precision_flags`).
     """
@@ -752,8 +754,8 @@ def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size:
 
     def one(m) -> tuple:
         images = image_lists[InputSpec.of(m)]
-        bf16 = cuda and precision == "bf16"
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        low = AUTOCAST_DTYPES.get(precision) if cuda else None
+        ctx = torch.autocast("cuda", dtype=getattr(torch, low)) if low else contextlib.nullcontext()
         with torch.inference_mode(), ctx:
             wants_masks = m is mask_det
             outs = detect(m, images, sizes, mask_label_ids if wants_masks else (), mask_thresh)
@@ -784,15 +786,15 @@ def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size:
 @contextlib.contextmanager
 def precision_flags(precision: str):
     """TF32 for cuDNN convolutions and cuBLAS matmuls as ``precision`` wants while inside: off for
-    "fp32" (PyTorch lets cuDNN use TF32 by default), on for "tf32", left alone for "bf16" (autocast
-    decides). The previous settings come back on exit. Process-wide flags: every thread's kernels
+    "fp32" (PyTorch lets cuDNN use TF32 by default), on for "tf32", left alone for "bf16" / "fp16"
+    (autocast decides). The previous settings come back on exit. Process-wide flags: every thread's kernels
     follow them while this is active."""
     import torch
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    if precision != "bf16":
+    if precision not in AUTOCAST_DTYPES:
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     try:
         yield

@@ -375,6 +375,10 @@ def main() -> None:
     ap.add_argument("--trained", default=None, metavar="CKPT",
                     help="use a trained Mask R-CNN checkpoint with a 'person' class for both models (its box part "
                          "as the clothing model) instead of the calibrated random ones")
+    ap.add_argument("--person", choices=["trained", "calibrated"], default="trained",
+                    help="with --trained: the person model from that checkpoint, or the calibrated folded-BN one "
+                         "(torchvision's COCO layout): the production pair's layouts, a COCO person model beside a GN "
+                         "clothing model (the agreement checks then include an untrained model's fragile scores)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -404,11 +408,21 @@ def main() -> None:
         calib = next(iter(r.frames(max_frames=1)))[1]
     if args.trained:
         person_ckpt, clothing_ckpt = trained_checkpoints(tmp, Path(args.trained), *args.test_size)
+        if args.person == "calibrated":
+            (tmp / "calibrated").mkdir()
+            person_ckpt, _ = make_checkpoints(tmp / "calibrated", args.backbone, *args.test_size, args.logit_std, calib)
     else:
         person_ckpt, clothing_ckpt = make_checkpoints(tmp, args.backbone, *args.test_size, args.logit_std, calib)
+    from yeay_nb.models import load_checkpoint
+
+    layouts = {name: {k: load_checkpoint(p)["model_config"].get(k) for k in ("arch", "backbone", "norm")}
+               for name, p in (("person", person_ckpt), ("clothing", clothing_ckpt))}
     result: dict = {"device": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor(),
                     "torch": torch.__version__, "video": str(video), "backbone": args.backbone,
-                    "weights": f"trained: {args.trained}" if args.trained else "untrained, calibrated on frame 0",
+                    "weights": (f"trained: {args.trained}" + (", person model calibrated" if args.person == "calibrated"
+                                                              else "") if args.trained
+                                else "untrained, calibrated on frame 0"),
+                    "models": layouts,
                     "test_size": args.test_size, "precision": args.precision, "date": time.strftime("%Y-%m-%d")}
     print(f"[bench] {result}", flush=True)
     result["repeat"] = repeat

@@ -79,11 +79,11 @@ def test_bench_infer_gpu_tiny_matches_the_naive_loop(tmp_path):
     full = json.loads((tmp_path / "r.json").read_text())
     assert full["check_fp32"]["match_rate"] == 1.0
     assert full["ours_fp32"]["fps"] > 0
-    # the headline runs at the product's default precision; the other one is a row of its own, timed
-    # and checked too (a CPU computes bf16 and tf32 as fp32: exact)
+    # the headline runs at the product's default precision; the others are rows of their own, timed
+    # and checked too (a CPU computes bf16, fp16 and tf32 as fp32: exact)
     assert full["precision"] == "tf32"
-    (bf16,) = full["precisions"]
-    assert bf16["precision"] == "bf16" and bf16["fps"] > 0 and bf16["match_rate"] == 1.0
+    assert [r["precision"] for r in full["precisions"]] == ["bf16", "fp16"]
+    assert all(r["fps"] > 0 and r["match_rate"] == 1.0 for r in full["precisions"])
     assert res["naive"]["fps"] > 0 and res["best"]["fps"] > 0
     # a switch flipped for one row (the batch-wide RPN NMS): timed, and still the naive loop's items
     (dense,) = full["ablations"]
@@ -110,10 +110,13 @@ def test_bench_infer_gpu_runs_a_trained_checkpoint_as_both_models(tmp_path):
     classes = ["__background__", "person", "shirt", "pants"]
     cfg = {"arch": "maskrcnn", "backbone": "resnet18", "norm": "gn", "heads": "light", "num_classes": 4}
     ckpt = save_checkpoint(tmp_path / "ccp.pt", model=build_model(cfg), classes=classes, model_config=cfg)
-    res = _last_json(_run(["benchmarks/bench_infer_gpu.py", "--tiny", "--trained", str(ckpt),
+    res = _last_json(_run(["benchmarks/bench_infer_gpu.py", "--tiny", "--trained", str(ckpt), "--person", "calibrated",
                            "--json", str(tmp_path / "r.json")]))
     full = json.loads((tmp_path / "r.json").read_text())
-    assert full["weights"] == f"trained: {ckpt}"
+    # --person calibrated: the production pair's layouts, a folded-BN (COCO) person model beside the GN one
+    assert full["weights"] == f"trained: {ckpt}, person model calibrated"
+    assert full["models"]["person"] == {"arch": "maskrcnn", "backbone": "resnet18", "norm": "frozen_bn"}
+    assert full["models"]["clothing"] == {"arch": "fasterrcnn", "backbone": "resnet18", "norm": "gn"}
     assert full["check_fp32"]["items_naive"] > 0 and full["check_fp32"]["match_rate"] == 1.0
     assert res["naive"]["fps"] > 0 and res["best"]["fps"] > 0
     import importlib.util

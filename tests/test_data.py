@@ -314,3 +314,26 @@ def test_copy_paste_rare_threshold_draws_sources_by_their_repeat_factor():
     assert 3 not in {rare._paste_source(3) for _ in range(500)}
     with pytest.raises(ParamsError, match="train.copy_paste_rare_threshold"):
         params_from_dict({"train": {"copy_paste_rare_threshold": 0}}, file="x.yaml")
+
+
+def test_color_jitter_changes_pixels_only_and_is_checked(toy):
+    """color_jitter: the training image's colours move (each image differently), its size, boxes,
+    labels and masks stay; 0 leaves the image as decoded; a value outside [0, 1) is an error naming it."""
+    from yeay_nb.params import ParamsError, params_from_dict
+
+    plain = CocoDetectionDataset(toy, "train", masks=True)
+    jitter = CocoDetectionDataset(toy, "train", masks=True, color_jitter=0.4)
+    torch.manual_seed(0)
+    moved = []
+    for i in range(4):
+        (a, ta), (b, tb) = plain[i], jitter[i]
+        assert b.dtype == torch.uint8 and b.shape == a.shape
+        assert torch.equal(ta["boxes"], tb["boxes"]) and torch.equal(ta["labels"], tb["labels"])
+        assert torch.equal(ta["masks"], tb["masks"])
+        moved.append((b.float() - a.float()).abs().mean().item())
+    assert min(moved) > 0.5 and len({round(m, 3) for m in moved}) == 4
+    assert torch.equal(CocoDetectionDataset(toy, "train", color_jitter=0.0)[0][0], plain[0][0])
+    with pytest.raises(ValueError, match="color_jitter"):
+        CocoDetectionDataset(toy, "train", color_jitter=1.0)
+    with pytest.raises(ParamsError, match="train.color_jitter"):
+        params_from_dict({"train": {"color_jitter": -0.1}}, file="x.yaml")

@@ -240,6 +240,12 @@ def test_copy_paste_trains_and_its_probability_is_checked(toy, tmp_path, monkeyp
     train(_params(toy, tmp_path / "rare", max_iter=1, copy_paste_prob=1.0, copy_paste_rare_threshold=0.5),
           progress=False)
     assert weighted and all(weighted)
+    # train.color_jitter reaches the training dataset
+    jitter, real_init = [], data.CocoDetectionDataset.__init__
+    monkeypatch.setattr(data.CocoDetectionDataset, "__init__", lambda self, *a, **k: (
+        jitter.append(k.get("color_jitter")), real_init(self, *a, **k))[1])
+    train(_params(toy, tmp_path / "jitter", max_iter=1, color_jitter=0.3), progress=False)
+    assert jitter == [0.3]
 
 
 def test_low_precision_group_norm_false_trains_with_plain_group_norm(toy, tmp_path, monkeypatch):

@@ -24,6 +24,10 @@ a person keeps its silhouette under a garment laid on it. With ``copy_paste_rare
 image pasted from is drawn by its repeat factor (:meth:`CocoDetectionDataset.repeat_factors`) instead
 of uniformly, so the objects of images with rare classes are pasted more often.
 
+``color_jitter`` (training only): brightness, contrast and saturation each scaled by a random factor
+in [1 - c, 1 + c] (``torchvision.transforms.v2.ColorJitter``, on the uint8 image after any paste);
+boxes and masks are unchanged.
+
 Image files: ``file_name`` when absolute; otherwise resolved against ``images_dir``
 (argument), else the json's ``info.images_dir`` (relative to the json's folder), else
 ``<json folder>/images``.
@@ -175,7 +179,8 @@ class CocoDetectionDataset(Dataset):
     def __init__(self, coco_json: str | Path | dict, split: Optional[str] = "train", *,
                  images_dir: Optional[str | Path] = None, masks: bool = False, hflip: bool = False,
                  drop_empty: bool = False, copy_paste: float = 0.0, copy_paste_exclude: Sequence[str] = (),
-                 copy_paste_unoccluded: Sequence[str] = (), copy_paste_rare_threshold: Optional[float] = None):
+                 copy_paste_unoccluded: Sequence[str] = (), copy_paste_rare_threshold: Optional[float] = None,
+                 color_jitter: float = 0.0):
         if isinstance(coco_json, dict):
             coco, self.coco_json = coco_json, None
         else:
@@ -191,6 +196,13 @@ class CocoDetectionDataset(Dataset):
         if not 0.0 <= copy_paste <= 1.0:
             raise ValueError(f"copy_paste must be a probability in [0, 1], got {copy_paste}")
         self.copy_paste = copy_paste
+        if not 0.0 <= color_jitter < 1.0:
+            raise ValueError(f"color_jitter must be in [0, 1), got {color_jitter}")
+        self._jitter = None
+        if color_jitter:
+            from torchvision.transforms import v2
+
+            self._jitter = v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter)
         for key, names in (("copy_paste_exclude", copy_paste_exclude), ("copy_paste_unoccluded", copy_paste_unoccluded)):
             unknown = sorted(set(names) - set(self.classes[1:]))
             if unknown:
@@ -294,6 +306,8 @@ class CocoDetectionDataset(Dataset):
                 target["boxes"] = boxes
             if self.masks:
                 target["masks"] = torch.from_numpy(m)
+        if self._jitter is not None:
+            image = self._jitter(image)
         if self.hflip and random.random() < 0.5:
             image = image.flip(-1)
             target["boxes"] = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], dim=1)

@@ -161,6 +161,9 @@ class TrainParams:
     # repeat_factor_threshold) instead of uniformly: images with rare classes give ~sqrt(threshold /
     # fraction) times as many pastes; null: uniform
     copy_paste_rare_threshold: Optional[float] = None
+    # photometric augmentation: brightness, contrast and saturation each scaled by U(1 - c, 1 + c)
+    # per training image (e.g. 0.3); 0: off
+    color_jitter: float = 0.0
     # exponential moving average of the weights (e.g. 0.999; the decay ramps up as min(decay, (1 + n) /
     # (10 + n)) over the first updates); evaluation and inference use the average, checkpoints hold
     # both (key "ema"). null: off
@@ -479,6 +482,8 @@ def _check(p: Params, file: str) -> None:
         v = getattr(t, key)
         if v is not None and not 0 < v <= 1:
             raise ParamsError(f"must be in (0, 1], got {v}", file=file, key=f"train.{key}")
+    if not 0.0 <= t.color_jitter < 1.0:
+        raise ParamsError(f"must be in [0, 1), got {t.color_jitter}", file=file, key="train.color_jitter")
     if t.ema_decay is not None and not 0 < t.ema_decay < 1:
         raise ParamsError(f"must be in (0, 1) (or null: off), got {t.ema_decay}", file=file, key="train.ema_decay")
     if t.anchor_ratios is not None and (not t.anchor_ratios or min(t.anchor_ratios) <= 0):

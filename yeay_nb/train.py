@@ -299,7 +299,8 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                                        hflip=t.hflip, drop_empty=True, copy_paste=t.copy_paste_prob,
                                        copy_paste_exclude=t.copy_paste_exclude,
                                        copy_paste_unoccluded=t.copy_paste_unoccluded,
-                                       copy_paste_rare_threshold=t.copy_paste_rare_threshold)
+                                       copy_paste_rare_threshold=t.copy_paste_rare_threshold,
+                                       color_jitter=t.color_jitter)
         classes = dataset.classes
         cfg = model_config_from_params(t, len(classes))
         sched = derive_schedule(t, d.world_size)

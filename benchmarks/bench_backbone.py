@@ -29,6 +29,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,12 +44,9 @@ def build(norm: str, backbone: str, device: str):
 
     torch.manual_seed(0)
     model = build_model({"arch": "maskrcnn", "backbone": backbone, "norm": norm, "num_classes": 39, "heads": "mlp"})
-    saved = fastpath.CHANNELS_LAST
-    fastpath.CHANNELS_LAST = False  # the layout is this benchmark's variable: NCHW unless a row says otherwise
-    try:
+    # the layout is this benchmark's variable: NCHW unless a row says otherwise
+    with mock.patch.object(fastpath, "CHANNELS_LAST", False):
         return fastpath.prepare_model(model, device)
-    finally:
-        fastpath.CHANNELS_LAST = saved
 
 
 def flops_and_bytes(model, size: tuple[int, int], device: str) -> dict:

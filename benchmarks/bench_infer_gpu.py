@@ -408,21 +408,16 @@ def main() -> None:
         calib = next(iter(r.frames(max_frames=1)))[1]
     if args.trained:
         person_ckpt, clothing_ckpt = trained_checkpoints(tmp, Path(args.trained), *args.test_size)
+        weights = f"trained: {args.trained}"
         if args.person == "calibrated":
             (tmp / "calibrated").mkdir()
             person_ckpt, _ = make_checkpoints(tmp / "calibrated", args.backbone, *args.test_size, args.logit_std, calib)
+            weights += ", person model calibrated"
     else:
         person_ckpt, clothing_ckpt = make_checkpoints(tmp, args.backbone, *args.test_size, args.logit_std, calib)
-    from yeay_nb.models import load_checkpoint
-
-    layouts = {name: {k: load_checkpoint(p)["model_config"].get(k) for k in ("arch", "backbone", "norm")}
-               for name, p in (("person", person_ckpt), ("clothing", clothing_ckpt))}
+        weights = "untrained, calibrated on frame 0"
     result: dict = {"device": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor(),
-                    "torch": torch.__version__, "video": str(video), "backbone": args.backbone,
-                    "weights": (f"trained: {args.trained}" + (", person model calibrated" if args.person == "calibrated"
-                                                              else "") if args.trained
-                                else "untrained, calibrated on frame 0"),
-                    "models": layouts,
+                    "torch": torch.__version__, "video": str(video), "backbone": args.backbone, "weights": weights,
                     "test_size": args.test_size, "precision": args.precision, "date": time.strftime("%Y-%m-%d")}
     print(f"[bench] {result}", flush=True)
     result["repeat"] = repeat
@@ -434,6 +429,9 @@ def main() -> None:
     print(f"[bench] naive: {result['naive']}", flush=True)
     person = load_detector(str(person_ckpt), device)
     clothing = load_detector(str(clothing_ckpt), device)
+    result["models"] = {name: {k: det.config.get(k) for k in ("arch", "backbone", "norm")}
+                        for name, det in (("person", person), ("clothing", clothing))}
+
     def timed(p, c, bs, name, precision=args.precision):
         """``repeat`` timed runs (after a warm-up: cuDNN autotunes each new input shape once per model
         thread): the first run's result with the median frames/s and every run's."""

@@ -41,5 +41,16 @@ def test_average_follows_the_ramped_decay_and_copies_integer_buffers():
     again.load_state_dict(got, ema.updates)
     assert again.current_decay() == ema.current_decay()
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), got.values()))
+    # another model object (same architecture) is paired anew: the average moves towards it
+    other = _net()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(1.0)
+    before, d = {k: v.clone().double() for k, v in ema.state_dict().items()}, ema.current_decay()
+    ema.update(other)
+    for k, v in other.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(ema.state_dict()[k].double(), d * before[k] + (1 - d) * v.double(),
+                                       rtol=1e-5, atol=1e-6, msg=k)
     with pytest.raises(ValueError, match="decay"):
         WeightEma(net, 1.0)

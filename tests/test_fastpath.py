@@ -22,6 +22,18 @@ def _model(norm: str, arch: str = "maskrcnn", **extra):
     return build_model(cfg).eval(), cfg
 
 
+def _reference_then_prepared(model, seed: int):
+    """Two random 100x120 frames, torchvision's forward on them (before the fast path changes the
+    model), then the model prepared for the fast path and its batch of those frames."""
+    rng = np.random.default_rng(seed)
+    frames = [rng.integers(0, 255, (100, 120, 3), dtype=np.uint8) for _ in range(2)]
+    with torch.inference_mode():
+        ref = model([torch.from_numpy(f).permute(2, 0, 1).float() / 255.0 for f in frames])
+        fastpath.prepare_model(model, "cpu")
+        images = fastpath.to_image_list(frames, (100, 120), fastpath.InputSpec.of(model), "cpu")
+    return ref, images
+
+
 @pytest.mark.parametrize("norm", ["frozen_bn", "bn"])
 def test_folded_norms_give_the_same_features(norm):
     model, _ = _model(norm)
@@ -101,12 +113,8 @@ def test_image_batch_equals_torchvision_transform():
 def test_detect_equals_torchvision_forward_for_both_architectures():
     for arch in ("maskrcnn", "fasterrcnn"):
         model, _ = _model("frozen_bn", arch=arch)
-        rng = np.random.default_rng(1)
-        frames = [rng.integers(0, 255, (100, 120, 3), dtype=np.uint8) for _ in range(2)]
+        ref, images = _reference_then_prepared(model, seed=1)
         with torch.inference_mode():
-            ref = model([torch.from_numpy(f).permute(2, 0, 1).float() / 255.0 for f in frames])
-            fastpath.prepare_model(model, "cpu")
-            images = fastpath.to_image_list(frames, (100, 120), fastpath.InputSpec.of(model), "cpu")
             floors = [0.0]  # mask threshold 0 (every person) ...
             if arch == "maskrcnn":  # ... and one between the person scores: the threshold decides
                 person = torch.cat([r["scores"][r["labels"] == 3] for r in ref]).sort().values
@@ -280,12 +288,8 @@ def test_five_anchor_ratios_give_torchvisions_proposals_and_detections():
     model, _ = _model("frozen_bn", anchor_ratios=[0.25, 0.5, 1.0, 2.0, 4.0], rpn_pre_nms_top_n_test=150,
                       rpn_post_nms_top_n_test=60)
     assert model.rpn.head.cls_logits.out_channels == 5
-    rng = np.random.default_rng(7)
-    frames = [rng.integers(0, 255, (100, 120, 3), dtype=np.uint8) for _ in range(2)]
+    ref, images = _reference_then_prepared(model, seed=7)
     with torch.inference_mode():
-        ref = model([torch.from_numpy(f).permute(2, 0, 1).float() / 255.0 for f in frames])
-        fastpath.prepare_model(model, "cpu")
-        images = fastpath.to_image_list(frames, (100, 120), fastpath.InputSpec.of(model), "cpu")
         features = model.backbone(images.tensors)
         ref_props, _ = model.rpn(images, features)
         props = fastpath.rpn_proposals(model.rpn, images, features)

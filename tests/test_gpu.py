@@ -110,7 +110,7 @@ def test_run_models_fp32_equals_the_torchvision_forward_and_bf16_boxes_are_float
                            atol=1e-2)
 
 
-def test_channels_last_only_for_models_without_group_norm_and_both_share_one_input():
+def test_channels_last_only_for_models_without_group_norm_and_both_share_one_input(monkeypatch):
     """prepare_model puts a folded-BN model's backbone in NHWC and leaves a GroupNorm one in NCHW;
     run_models then runs both on the one NCHW image batch with the results of all-NCHW models."""
     import numpy as np
@@ -128,17 +128,14 @@ def test_channels_last_only_for_models_without_group_norm_and_both_share_one_inp
     frames = [np.random.default_rng(i).integers(0, 255, (100, 120, 3), dtype=np.uint8) for i in range(2)]
     results = {}
     for nhwc in (False, True):
-        fastpath.CHANNELS_LAST, saved = nhwc, fastpath.CHANNELS_LAST
-        try:
-            bn, gn = (fastpath.prepare_model(m, "cuda") for m in pair())
-            conv = bn.backbone.body.conv1.weight
-            assert conv.is_contiguous(memory_format=torch.channels_last) == nhwc
-            assert gn.backbone.body.conv1.weight.is_contiguous()  # GroupNorm model: NCHW either way
-            with fastpath.precision_flags("fp32"):
-                out = fastpath.run_models([bn, gn], frames, (100, 120), "cuda", precision="fp32")
-            results[nhwc] = [out[id(bn)][0], out[id(gn)][0]]
-        finally:
-            fastpath.CHANNELS_LAST = saved
+        monkeypatch.setattr(fastpath, "CHANNELS_LAST", nhwc)
+        bn, gn = (fastpath.prepare_model(m, "cuda") for m in pair())
+        conv = bn.backbone.body.conv1.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) == nhwc
+        assert gn.backbone.body.conv1.weight.is_contiguous()  # GroupNorm model: NCHW either way
+        with fastpath.precision_flags("fp32"):
+            out = fastpath.run_models([bn, gn], frames, (100, 120), "cuda", precision="fp32")
+        results[nhwc] = [out[id(bn)][0], out[id(gn)][0]]
     # per frame (boxes, scores, labels); untrained heads: compare the sorted scores, not the labels
     # that hang on tiny logit gaps
     for model_a, model_b in zip(results[False], results[True]):

@@ -742,6 +742,8 @@ def run_models(dets: Sequence[Any], frames: Sequence[np.ndarray], original_size:
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     if cuda:
+        if dev.index is None:  # "cuda": the current card; set_device needs an index (torch >= 2.11)
+            dev = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(dev)  # this may be a worker thread: library calls without a device use this card
     sizes = [original_size] * len(frames)
     image_lists: dict = {}

@@ -265,3 +265,40 @@ def test_marked_invalid_proposals_suppress_no_valid_one():
     marked = filter_proposals(rpn, proposals, logits, [(100, 100)], [3], mark_invalid=True)[0]
     assert plain.tolist() == [proposals[0, 1].tolist(), proposals[0, 2].tolist()]
     assert marked[marked[:, 0] >= 0].tolist() == plain.tolist()
+
+
+def test_logit_adjustment_offsets_and_the_adjusted_classifier_loss():
+    """train.class_logit_adjust: offsets tau*log(n_c/n_max) (background and the most frequent class 0,
+    a class without boxes counted as 1); the batched heads' classifier loss is the cross entropy of
+    the offset logits, and its gradient raises a rare class's logit more than the plain loss does."""
+    offsets = fasttrain.logit_adjustment([0, 100, 10, 1, 0], 1.0)
+    torch.testing.assert_close(offsets, torch.tensor([0.0, 0.0, -2.302585, -4.605170, -4.605170]))
+    torch.testing.assert_close(fasttrain.logit_adjustment([0, 100, 10], 0.5), torch.tensor([0.0, 0.0, -1.151293]))
+    with pytest.raises(ValueError, match="tau"):
+        fasttrain.logit_adjustment([0, 3], -1.0)
+
+    m = build_model({"arch": "fasterrcnn", "backbone": "resnet18", "norm": "bn", "heads": "light", "num_classes": 5,
+                     "min_size": 64, "max_size": 96})
+    heads = m.roi_heads
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(12, 5, generator=gen, requires_grad=True)
+    regression, targets = torch.randn(12, 20, generator=gen), torch.randn(12, 4, generator=gen)
+    labels = torch.tensor([0, 1, 1, 2, 3, 0, 4, 1, 0, 2, 3, 1])
+    plain = heads.box_losses(logits, regression, labels, targets)
+    torch.testing.assert_close(plain["loss_classifier"], torch.nn.functional.cross_entropy(logits, labels))
+    fasttrain.set_logit_adjustment(m, offsets)
+    adjusted = heads.box_losses(logits, regression, labels, targets)
+    torch.testing.assert_close(adjusted["loss_classifier"],
+                               torch.nn.functional.cross_entropy(logits + offsets, labels))
+    torch.testing.assert_close(adjusted["loss_box_reg"], plain["loss_box_reg"])
+    g_plain, = torch.autograd.grad(plain["loss_classifier"], logits)
+    g_adj, = torch.autograd.grad(adjusted["loss_classifier"], logits)
+    assert g_adj[:, 3].sum() < g_plain[:, 3].sum()  # descent raises the rare class's logit more
+    assert "logit_adjustment" not in str(list(m.state_dict()))  # training only: checkpoints unchanged
+    fasttrain.set_logit_adjustment(m, None)
+    torch.testing.assert_close(heads.box_losses(logits, regression, labels, targets)["loss_classifier"],
+                               plain["loss_classifier"])
+    with pytest.raises(ValueError, match="5 classes"):
+        fasttrain.set_logit_adjustment(m, torch.zeros(3))
+    with pytest.raises(TypeError, match="batched_heads"):
+        fasttrain.set_logit_adjustment(fasttrain.uninstall(m), offsets)

@@ -248,6 +248,29 @@ def test_copy_paste_trains_and_its_probability_is_checked(toy, tmp_path, monkeyp
     assert jitter == [0.3]
 
 
+def test_class_logit_adjust_reaches_the_roi_heads_and_is_checked(toy, tmp_path, monkeypatch, capsys):
+    """train.class_logit_adjust gives the model's ROI heads the offsets of the training json's class
+    counts (logged with the rarest class); out of range or without the batched heads: errors naming the key."""
+    from yeay_nb import fasttrain
+    from yeay_nb.data import CocoDetectionDataset
+
+    seen, real = [], fasttrain.set_logit_adjustment
+    monkeypatch.setattr(fasttrain, "set_logit_adjustment", lambda m, o: (seen.append(o), real(m, o))[1])
+    result = train(_params(toy, tmp_path, max_iter=2, class_logit_adjust=0.5), progress=False)
+    assert result.iterations == 2
+    counts = CocoDetectionDataset(toy, "train").class_counts()
+    assert len(seen) == 1 and torch.allclose(seen[0], fasttrain.logit_adjustment(counts, 0.5))
+    assert seen[0][1:].min() < 0  # the toy's classes are not equally frequent
+    assert any(ln.startswith("logit adjustment (tau 0.5): rarest class") for ln in capsys.readouterr().out.splitlines())
+    seen.clear()
+    train(_params(toy, tmp_path / "off", max_iter=1), progress=False)
+    assert seen == []
+    with pytest.raises(ParamsError, match="train.class_logit_adjust"):
+        _params(toy, tmp_path, class_logit_adjust=-0.5)
+    with pytest.raises(ParamsError, match="train.class_logit_adjust.*batched_heads"):
+        _params(toy, tmp_path, class_logit_adjust=1.0, batched_heads=False)
+
+
 def test_low_precision_group_norm_false_trains_with_plain_group_norm(toy, tmp_path, monkeypatch):
     """train.low_precision_group_norm: false gives the GN model plain (float32 under autocast)
     GroupNorms; the default keeps models.LowPrecisionGroupNorm."""

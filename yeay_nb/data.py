@@ -255,6 +255,14 @@ class CocoDetectionDataset(Dataset):
         factor = {c: max(1.0, math.sqrt(threshold / (k / n))) for c, k in counts.items()}
         return [max((factor[c] for c in cats), default=1.0) for cats in per_image]
 
+    def class_counts(self) -> list[int]:
+        """Training boxes per label (index 0, the background, is 0), from the json."""
+        counts = [0] * len(self.classes)
+        for _, anns in self.records:
+            for a in anns:
+                counts[a["category_id"]] += 1
+        return counts
+
     def aspect_ratios(self) -> list[float]:
         """width / height per image, from the json (no decoding)."""
         return [im.get("width", 1) / max(im.get("height", 1), 1) for im, _ in self.records]

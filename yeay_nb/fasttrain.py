@@ -207,13 +207,16 @@ class BatchedRoIHeads(RoIHeads):
             losses["loss_mask"] = self.mask_loss(x, labels.reshape(-1)[pos_flat], torch.cat(mask_targets))
         return [], losses
 
-    @staticmethod
-    def box_losses(class_logits, box_regression, labels, regression_targets) -> dict:
-        """torchvision's ``fastrcnn_loss`` without reading the positives' positions back."""
+    def box_losses(self, class_logits, box_regression, labels, regression_targets) -> dict:
+        """torchvision's ``fastrcnn_loss`` without reading the positives' positions back; with a
+        ``logit_adjustment`` (:func:`set_logit_adjustment`) the classifier's loss sees the adjusted logits."""
         n = class_logits.shape[0]
         per_class = box_regression.reshape(n, -1, 4)[torch.arange(n, device=labels.device), labels]
         box = F.smooth_l1_loss(per_class, regression_targets, beta=1 / 9, reduction="none").sum(1)
         box = torch.where(labels > 0, box, torch.zeros((), dtype=box.dtype, device=box.device))
+        adjust = getattr(self, "logit_adjustment", None)
+        if adjust is not None:
+            class_logits = class_logits + adjust.to(class_logits.device, class_logits.dtype)
         return {"loss_classifier": F.cross_entropy(class_logits, labels), "loss_box_reg": box.sum() / max(n, 1)}
 
     @staticmethod
@@ -297,6 +300,33 @@ _SWAPS = ((lambda m: m.rpn, RegionProposalNetwork, BatchedRPN), (lambda m: m.roi
           (lambda m: m, FasterRCNN, BatchedFasterRCNN), (lambda m: m, MaskRCNN, BatchedMaskRCNN),
           (lambda m: m.roi_heads.box_roi_pool, MultiScaleRoIAlign, BatchedRoIAlign),
           (lambda m: getattr(m.roi_heads, "mask_roi_pool", None), MultiScaleRoIAlign, BatchedRoIAlign))
+
+
+def logit_adjustment(class_counts: list[int], tau: float) -> torch.Tensor:
+    """Per-class offsets for the box classifier's training loss (logit adjustment, Menon et al. 2021;
+    Balanced Softmax, Ren et al. 2020): ``tau * log(n_c / n_max)`` for each foreground class c with
+    ``n_c`` training boxes (at least 1), 0 for the background (index 0). A rare class's logit is
+    lowered while the loss is computed, so the classifier learns to raise it; at test time the plain
+    logits rank rare classes higher than a model trained on the raw frequencies would."""
+    if tau < 0:
+        raise ValueError(f"tau must be >= 0, got {tau}")
+    counts = torch.tensor([max(int(c), 1) for c in class_counts[1:]], dtype=torch.float64)
+    offsets = torch.zeros(len(class_counts), dtype=torch.float64)
+    if len(counts):
+        offsets[1:] = tau * torch.log(counts / counts.max())
+    return offsets.float()
+
+
+def set_logit_adjustment(model: Any, offsets: Optional[torch.Tensor]) -> None:
+    """Give ``model``'s batched ROI heads the classifier's training offsets (None: none). Training
+    only and not part of the state dict: checkpoints and inference are unchanged."""
+    heads = model.roi_heads
+    if not isinstance(heads, BatchedRoIHeads):
+        raise TypeError("logit adjustment needs the batched ROI heads (train.batched_heads: true)")
+    n = heads.box_predictor.cls_score.out_features
+    if offsets is not None and offsets.shape != (n,):
+        raise ValueError(f"{tuple(offsets.shape)} offsets for a classifier of {n} classes")
+    heads.logit_adjustment = offsets
 
 
 def install(model: Any) -> Any:

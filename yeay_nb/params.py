@@ -168,6 +168,10 @@ class TrainParams:
     # (10 + n)) over the first updates); evaluation and inference use the average, checkpoints hold
     # both (key "ema"). null: off
     ema_decay: Optional[float] = None
+    # logit adjustment of the box classifier's loss (Balanced Softmax): each class's training logit gets
+    # tau * log(its training boxes / the most frequent class's), so rare classes score higher at test
+    # time (fasttrain.logit_adjustment; needs batched_heads); 0: off, 1: the prior fully removed
+    class_logit_adjust: float = 0.0
     # training targets (matching, sampling, losses) for the whole batch at once (yeay_nb.fasttrain);
     # false: torchvision's per-image code (same losses, ~10x more host synchronisations per step)
     batched_heads: bool = True
@@ -484,6 +488,11 @@ def _check(p: Params, file: str) -> None:
             raise ParamsError(f"must be in (0, 1], got {v}", file=file, key=f"train.{key}")
     if not 0.0 <= t.color_jitter < 1.0:
         raise ParamsError(f"must be in [0, 1), got {t.color_jitter}", file=file, key="train.color_jitter")
+    if not 0.0 <= t.class_logit_adjust <= 4.0:
+        raise ParamsError(f"must be in [0, 4], got {t.class_logit_adjust}", file=file, key="train.class_logit_adjust")
+    if t.class_logit_adjust and not t.batched_heads:
+        raise ParamsError("needs train.batched_heads: true (the adjusted loss lives in the batched ROI heads)",
+                          file=file, key="train.class_logit_adjust")
     if t.ema_decay is not None and not 0 < t.ema_decay < 1:
         raise ParamsError(f"must be in (0, 1) (or null: off), got {t.ema_decay}", file=file, key="train.ema_decay")
     if t.anchor_ratios is not None and (not t.anchor_ratios or min(t.anchor_ratios) <= 0):

@@ -84,6 +84,9 @@ def test_bench_infer_gpu_tiny_matches_the_naive_loop(tmp_path):
     assert full["precision"] == "tf32"
     assert [r["precision"] for r in full["precisions"]] == ["bf16", "fp16"]
     assert all(r["fps"] > 0 and r["match_rate"] == 1.0 for r in full["precisions"])
+    for r in full["precisions"]:  # each alternated with runs at the default precision
+        assert len(r["fps_runs"]) == len(r["default_runs"]) == 2
+        assert r["vs_default"] == pytest.approx(r["fps"] / r["default_fps"], rel=0.01)
     assert res["naive"]["fps"] > 0 and res["best"]["fps"] > 0
     # a switch flipped for one row (the batch-wide RPN NMS): timed, and still the naive loop's items
     (dense,) = full["ablations"]

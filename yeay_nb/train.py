@@ -313,12 +313,12 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
             from .fasttrain import logit_adjustment, set_logit_adjustment
 
             counts = dataset.class_counts()
-            set_logit_adjustment(model, logit_adjustment(counts, t.class_logit_adjust))
+            offsets = logit_adjustment(counts, t.class_logit_adjust)
+            set_logit_adjustment(model, offsets)
             if d.main:
                 rare = min(range(1, len(counts)), key=lambda c: (counts[c], c))
                 print(f"logit adjustment (tau {t.class_logit_adjust:g}): rarest class {classes[rare]!r} "
-                      f"({counts[rare]} training boxes) {t.class_logit_adjust * math.log(max(counts[rare], 1) / max(counts)):+.2f} "
-                      "on its training logit", flush=True)
+                      f"({counts[rare]} training boxes) {float(offsets[rare]):+.2f} on its training logit", flush=True)
         if not t.low_precision_group_norm:
             from .models import use_low_precision_group_norm
 

@@ -4,7 +4,8 @@
 # ~170 MB), then run the end-to-end inference benchmark with it as both models (--trained): tf32
 # (the default) vs the naive loop, one row per switch flipped (ABLATE, default "CHANNELS_LAST": NHWC
 # convolutions, unsettled at tf32; each row alternates with the defaults), bf16 and fp32, each timed and
-# checked (box IoU >= 0.99, mask IoU >= 0.98; also fp16, which keeps TF32's mantissa); rates are medians of REPEAT runs (default 3; with
+# checked (box IoU >= 0.99, mask IoU >= 0.98; also fp16, which keeps TF32's mantissa; each precision row alternates with tf32 runs:
+# vs_default); rates are medians of REPEAT runs (default 3; with
 # training in the same call, REPEAT=1 stays clearer of the 600 s call limit). Results to $OUT.
 #   carry: .device/ccp400s .device/infer-wheels .device/videos      (59.7 MiB of the 64)
 #   TRAIN_S=300 bash scripts/device_infer_trained.sh [extra bench_infer_gpu.py args]

@@ -216,7 +216,7 @@ class BatchedRoIHeads(RoIHeads):
         box = torch.where(labels > 0, box, torch.zeros((), dtype=box.dtype, device=box.device))
         adjust = getattr(self, "logit_adjustment", None)
         if adjust is not None:
-            class_logits = class_logits + adjust.to(class_logits.device, class_logits.dtype)
+            class_logits = class_logits + adjust.to(class_logits.dtype)
         return {"loss_classifier": F.cross_entropy(class_logits, labels), "loss_box_reg": box.sum() / max(n, 1)}
 
     @staticmethod
@@ -319,14 +319,16 @@ def logit_adjustment(class_counts: list[int], tau: float) -> torch.Tensor:
 
 def set_logit_adjustment(model: Any, offsets: Optional[torch.Tensor]) -> None:
     """Give ``model``'s batched ROI heads the classifier's training offsets (None: none). Training
-    only and not part of the state dict: checkpoints and inference are unchanged."""
+    only and not part of the state dict: checkpoints and inference are unchanged. Call it once the
+    model is on its device (the offsets go to the classifier's device here, not with ``model.to``)."""
     heads = model.roi_heads
     if not isinstance(heads, BatchedRoIHeads):
         raise TypeError("logit adjustment needs the batched ROI heads (train.batched_heads: true)")
-    n = heads.box_predictor.cls_score.out_features
-    if offsets is not None and offsets.shape != (n,):
-        raise ValueError(f"{tuple(offsets.shape)} offsets for a classifier of {n} classes")
-    heads.logit_adjustment = offsets
+    cls = heads.box_predictor.cls_score
+    if offsets is not None and offsets.shape != (cls.out_features,):
+        raise ValueError(f"{tuple(offsets.shape)} offsets for a classifier of {cls.out_features} classes")
+    # on the classifier's device once: a host tensor would be copied over at every training step
+    heads.logit_adjustment = None if offsets is None else offsets.to(cls.weight.device)
 
 
 def install(model: Any) -> Any:

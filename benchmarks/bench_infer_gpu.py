@@ -469,23 +469,30 @@ def main() -> None:
     print(f"[bench] check vs naive: {check}", flush=True)
     best = max(result["ours"], key=lambda r: r["fps"])
     _brief = ("match_rate", "box_iou_ge_0.99", "mask_iou_ge_0.98", "mask_iou_median", "score_absdiff_p99")
+
+    def alternated(bs: int, name: str, other) -> dict:
+        """``repeat`` runs at the defaults alternated with ``repeat`` runs ``other(k)``: a drift of the card
+        or host over the minutes of the benchmark then moves both medians alike (a single run after the
+        others read up to 25% off; a precision row timed after the headline 0.83-1.29x of it, 2026-11-28).
+        Both rates, their ratio, and what ``other`` does to the agreement with the naive loop."""
+        base_runs, runs = [], []
+        for k in range(repeat):
+            base_runs.append(ours(video, person, clothing, args.frames, bs, device, tmp / f"{name}_base{k}", args.precision))
+            runs.append(other(k))
+        c = compare(nv, runs[0]["doc"], nv["frames"])
+        fps, base_fps = _median([r["fps"] for r in runs]), _median([r["fps"] for r in base_runs])
+        return {"batch_size": bs, "fps": round(fps, 2), "fps_runs": [round(r["fps"], 2) for r in runs],
+                "default_fps": round(base_fps, 2), "default_runs": [round(r["fps"], 2) for r in base_runs],
+                "vs_default": round(fps / base_fps, 3), **{k: c[k] for k in _brief}}
+
     result["precisions"] = []
     for prec in [p for p in dict.fromkeys(args.precisions) if p != args.precision]:
         # each against the same naive loop as the headline (float32, cuDNN's default TF32)
         bs = min(best["batch_size"], 48)  # float32 activations: twice bf16's memory
         ours(video, person, clothing, 2 * bs, bs, device, tmp / "warm", prec)
-        # alternated with runs at the default precision, as the ablations are: a precision row timed
-        # after the headline read 0.83-1.29x of it with no change in between (2026-11-28)
-        base_runs, runs = [], []
-        for k in range(repeat):
-            base_runs.append(ours(video, person, clothing, args.frames, bs, device, tmp / f"prec_base{k}", args.precision))
-            runs.append(ours(video, person, clothing, args.frames, bs, device, tmp / f"prec_{prec}{k}", prec))
-        c = compare(nv, runs[0]["doc"], nv["frames"])
-        fps, base_fps = _median([r["fps"] for r in runs]), _median([r["fps"] for r in base_runs])
-        row = {"precision": prec, "batch_size": bs, "fps": round(fps, 2), "fps_runs": [round(r["fps"], 2) for r in runs],
-               "speedup": round(fps / nv["fps"], 2), "default_fps": round(base_fps, 2),
-               "default_runs": [round(r["fps"], 2) for r in base_runs], "vs_default": round(fps / base_fps, 3),
-               **{k: c[k] for k in _brief}}
+        row = {"precision": prec, **alternated(bs, "prec", lambda k: ours(
+            video, person, clothing, args.frames, bs, device, tmp / f"prec_{prec}{k}", prec))}
+        row["speedup"] = round(row["fps"] / nv["fps"], 2)
         result["precisions"].append(row)
         print(f"[bench] precision: {row}", flush=True)
     result["ablations"] = []
@@ -498,19 +505,12 @@ def main() -> None:
         with flipped():
             p2, c2 = load_detector(str(person_ckpt), device), load_detector(str(clothing_ckpt), device)
             ours(video, p2, c2, 2 * bs, bs, device, tmp / "warm", args.precision)
-        # alternate the defaults and the flipped switch: a drift of the card or host over the minutes of
-        # the run then moves both medians alike (a single run after the others read up to 25% off)
-        base_runs, flip_runs = [], []
-        for k in range(repeat):
-            base_runs.append(ours(video, person, clothing, args.frames, bs, device, tmp / f"abl_base{k}", args.precision))
+
+        def flipped_run(k):
             with flipped():
-                flip_runs.append(ours(video, p2, c2, args.frames, bs, device, tmp / f"abl_{flag}{k}", args.precision))
-        c = compare(nv, flip_runs[0]["doc"], nv["frames"])  # what the switch does to the agreement with the naive loop
-        fps, base_fps = _median([r["fps"] for r in flip_runs]), _median([r["fps"] for r in base_runs])
-        row = {"switch": flag, "to": not default, "batch_size": bs, "fps": round(fps, 2),
-               "fps_runs": [round(r["fps"], 2) for r in flip_runs], "default_fps": round(base_fps, 2),
-               "default_runs": [round(r["fps"], 2) for r in base_runs], "vs_default": round(fps / base_fps, 3),
-               **{k: c[k] for k in _brief}}
+                return ours(video, p2, c2, args.frames, bs, device, tmp / f"abl_{flag}{k}", args.precision)
+
+        row = {"switch": flag, "to": not default, **alternated(bs, "abl", flipped_run)}
         result["ablations"].append(row)
         print(f"[bench] ablation: {row}", flush=True)
         del p2, c2

@@ -37,7 +37,8 @@ piece on the CPU). ``precision`` (:func:`run_models`, :func:`precision_flags`): 
 default: float32 tensors, TF32 convolutions/matmuls: 10-bit mantissas; within the contract's
 tolerance for 99% of the detections of trained CCP models), "bf16" autocast (~9% faster, outside
 it for about half), "fp16" autocast (float16 keeps TF32's 10-bit mantissa at bf16's speed, but a
-narrower range: not yet measured on a GPU) or "fp32" (TF32 off: the plain loop's results to rounding, measured exact).
+narrower range: within the tolerance as tf32 is with trained CCP weights, 1.19x tf32 paired on an
+untrained folded-BN pair; benchmarks/RESULTS.md, 2026-11-28) or "fp32" (TF32 off: the plain loop's results to rounding, measured exact).
 ``benchmarks/bench_infer_gpu.py`` compares each with the naive loop.
 """
 from __future__ import annotations

@@ -72,11 +72,13 @@ def _first_output(model, module, x):
 
 
 def make_checkpoints(tmp: Path, backbone: str, test_min: int, test_max: int, logit_std: float,
-                     calib_frame: np.ndarray, person_masks: int = 4) -> tuple[Path, Path]:
+                     calib_frame: np.ndarray, person_masks: int = 4,
+                     which: tuple[str, ...] = ("person", "clothing")) -> tuple[Path, ...]:
     """An untrained person Mask R-CNN (COCO's 91 classes) and clothing Faster R-CNN (the 38-class
     taxonomy), their classifiers calibrated on one frame so that detections look like a trained
     model's: class logits with spread ``logit_std`` and no class favoured on average (so scores
-    are spread, not tied), and ``person`` detected above 0.5 about ``person_masks`` times."""
+    are spread, not tied), and ``person`` detected above 0.5 about ``person_masks`` times.
+    ``which``: the models to make, their checkpoints returned in that order."""
     import torch
     from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 
@@ -86,8 +88,10 @@ def make_checkpoints(tmp: Path, backbone: str, test_min: int, test_max: int, log
     coco = list(MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
     clothing = list(load_taxonomy().classes)
     x = torch.from_numpy(calib_frame).permute(2, 0, 1).float() / 255.0
+    specs = {"person": ("maskrcnn", coco, 1), "clothing": ("fasterrcnn", clothing, 2)}
     paths = []
-    for name, arch, classes, seed in (("person", "maskrcnn", coco, 1), ("clothing", "fasterrcnn", clothing, 2)):
+    for name in which:
+        arch, classes, seed = specs[name]
         torch.manual_seed(seed)
         cfg = {"arch": arch, "backbone": backbone, "norm": "frozen_bn", "num_classes": len(classes),
                "test_min_size": test_min, "test_max_size": test_max, "box_detections_per_img": 100}
@@ -119,7 +123,7 @@ def make_checkpoints(tmp: Path, backbone: str, test_min: int, test_max: int, log
                 mask_logits.weight.mul_(f)
                 mask_logits.bias.mul_(f)
         paths.append(save_checkpoint(tmp / f"{name}.pt", model=model, classes=classes, model_config=cfg))
-    return paths[0], paths[1]
+    return tuple(paths)
 
 
 def trained_checkpoints(tmp: Path, ckpt: Path, test_min: int, test_max: int) -> tuple[Path, Path]:
@@ -411,7 +415,8 @@ def main() -> None:
         weights = f"trained: {args.trained}"
         if args.person == "calibrated":
             (tmp / "calibrated").mkdir()
-            person_ckpt, _ = make_checkpoints(tmp / "calibrated", args.backbone, *args.test_size, args.logit_std, calib)
+            (person_ckpt,) = make_checkpoints(tmp / "calibrated", args.backbone, *args.test_size, args.logit_std, calib,
+                                              which=("person",))
             weights += ", person model calibrated"
     else:
         person_ckpt, clothing_ckpt = make_checkpoints(tmp, args.backbone, *args.test_size, args.logit_std, calib)

@@ -6,7 +6,8 @@
 # is the same-run reference. $OUT/sweep.tgz holds <name>/train.log, metrics.jsonl, eval.json per
 # variant; $OUT/sweep.txt the summary table (scripts/sweep_summary.py). EVAL_SCALES="480 560" also
 # scores every finished run at those test scales (scripts/eval_scales.py; rows named run@tsS);
-# EVAL_SCORE_THRESH=0.001 scores them at that score floor (at EVAL_ST_SCALES, default 400; rows run@tsS-stT).
+# EVAL_SCORE_THRESH=0.001 scores them at that score floor (at EVAL_ST_SCALES, default 400; rows run@tsS-stT);
+# EVAL_FLIP=1 with test-time flip augmentation (at EVAL_FLIP_SCALES, default 400; rows run@tsS-flip).
 #   carry (first call on a machine): .device/ccp400 .device/lead-wheels
 #   bash scripts/device_sweep_ccp.sh 'base|' 'rfs|-p train.repeat_factor_threshold 0.1' ...
 # The data is copied to /tmp/ccp400 and converted to /tmp/ccpwork/coco.json once per machine, so
@@ -60,6 +61,10 @@ fi
 if [ -n "${EVAL_SCORE_THRESH:-}" ]; then
     python3 scripts/eval_scales.py /tmp/ccpruns --coco-json /tmp/ccpwork/coco.json --scales ${EVAL_ST_SCALES:-400} \
         --score-thresh "$EVAL_SCORE_THRESH" --gpus $gpus 2>&1 | tee -a "$out/eval_scales.txt"
+fi
+if [ -n "${EVAL_FLIP:-}" ]; then
+    python3 scripts/eval_scales.py /tmp/ccpruns --coco-json /tmp/ccpwork/coco.json --scales ${EVAL_FLIP_SCALES:-400} \
+        --flip --gpus $gpus 2>&1 | tee -a "$out/eval_scales.txt"
 fi
 for d in /tmp/ccpruns/*@ts*; do
     [ -d "$d" ] || continue

@@ -299,6 +299,12 @@ def test_eval_scales_rescores_each_run_at_each_test_scale_once(tmp_path):
     low = json.loads((runs / "lr04@ts96-st0.001" / "eval.json").read_text())
     assert low["test_config"]["score_thresh"] == 0.001 and low["test_config"]["test_min_size"] == 96
     assert low["bbox"]["num_detections"] >= json.loads((runs / "lr04@ts96" / "eval.json").read_text())["bbox"]["num_detections"]
+    # test-time flip augmentation: rows of their own, scored with the mirrored views merged
+    _run(args[:5] + ["96", "--flip", "--gpus", "0", "--workers", "0"])
+    flipped = json.loads((runs / "lr04@ts96-flip" / "eval.json").read_text())
+    assert flipped["flip"] is True and low.get("flip") is False and flipped["test_config"]["test_min_size"] == 96
+    assert (runs / "lr04@ts96-flip" / "overrides.txt").read_text().split()[-6:] == [
+        "-p", "train.test_scale", "96", "-p", "train.test_flip", "true"]
     r = subprocess.run([sys.executable, *args[:3], str(tmp_path / "missing.json"), "--scales", "160", "--workers", "0"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "lr04@ts160 failed" in r.stdout

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers_train import CLASSES, make_toy_coco  # noqa: E402
 
 from yeay_nb.convert.coco import load_coco, split_coco  # noqa: E402
-from yeay_nb.evaluate import ap_table, coco_eval, evaluate, predict_coco  # noqa: E402
+from yeay_nb.evaluate import ap_table, coco_eval, evaluate, merge_flipped, predict_coco  # noqa: E402
 from yeay_nb.models import build_model, full_config, save_checkpoint  # noqa: E402
 
 
@@ -151,3 +151,59 @@ def test_evaluate_cli_rescoring_at_another_test_scale(toy, tmp_path, capsys, mon
     assert f"checkpoint not found: {tmp_path / 'nope.pt'}" in capsys.readouterr().err
     assert main(["evaluate", str(ckpt), "--coco-json", str(tmp_path / "nope.json")]) == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+def test_merge_flipped_maps_mirrored_boxes_back_and_keeps_the_better_duplicate():
+    """A box found on the mirror image comes back at width - x; a garment found in both views is kept
+    once (its better score, per class), one found in only one view survives; masks are mirrored back."""
+    w = 100
+    masks = torch.zeros(2, 1, 50, w)
+    masks[0, 0, :, 10:20] = 1
+    pred = {"boxes": torch.tensor([[10.0, 0, 20, 10], [40, 0, 50, 10]]), "scores": torch.tensor([0.6, 0.5]),
+            "labels": torch.tensor([1, 2]), "masks": masks}
+    fmasks = torch.zeros(3, 1, 50, w)
+    fmasks[0, 0, :, 80:90] = 1  # the mirror image of pred's first mask
+    flipped = {"boxes": torch.tensor([[80.0, 0, 90, 10], [0, 0, 5, 5], [50, 0, 60, 10]]),
+               "scores": torch.tensor([0.8, 0.4, 0.7]), "labels": torch.tensor([1, 1, 3]), "masks": fmasks}
+    out = merge_flipped(pred, flipped, w, iou_thresh=0.5, max_dets=10)
+    got = {(tuple(b.tolist()), int(c)): float(s) for b, c, s in zip(out["boxes"], out["labels"], out["scores"])}
+    # [50,0,60,10] mirrored is [40,0,50,10]: the same place as pred's box but another class, so both stay
+    assert got == pytest.approx({((10.0, 0.0, 20.0, 10.0), 1): 0.8, ((40.0, 0.0, 50.0, 10.0), 2): 0.5,
+                                 ((95.0, 0.0, 100.0, 5.0), 1): 0.4, ((40.0, 0.0, 50.0, 10.0), 3): 0.7})
+    assert out["scores"].tolist() == sorted(out["scores"].tolist(), reverse=True)
+    assert torch.equal(out["masks"][0], masks[0])  # the kept 0.8 copy, its mask mirrored back onto columns 10-19
+    assert len(merge_flipped(pred, flipped, w, max_dets=2)["scores"]) == 2
+
+
+class _BlueFinder(torch.nn.Module):
+    """A stand-in detector: class 1 = the box and mask of the image's blue pixels (mirror-exact), plus a
+    fixed class-2 box in the top-left corner of whatever view it is shown."""
+
+    def forward(self, images):
+        out = []
+        for im in images:
+            blue = (im[2] > 0.6) & (im[0] < 0.4)
+            boxes, labels, scores, masks = [[0.0, 0.0, 6.0, 6.0]], [2], [0.3], [torch.zeros_like(blue)]
+            masks[0][:6, :6] = True
+            if blue.any():
+                ys, xs = blue.nonzero(as_tuple=True)
+                boxes.append([xs.min().item(), ys.min().item(), xs.max().item() + 1.0, ys.max().item() + 1.0])
+                labels.append(1), scores.append(0.9), masks.append(blue)
+            out.append({"boxes": torch.tensor(boxes), "labels": torch.tensor(labels), "scores": torch.tensor(scores),
+                        "masks": torch.stack(masks)[:, None].float()})
+        return out
+
+
+def test_predict_coco_with_flip_merges_the_mirror_views(toy):
+    """flip=True: the blue box, seen in both views, comes back once at the same place with the same mask;
+    the corner box of the mirrored view comes back in the top-right corner; nothing else changes."""
+    plain = predict_coco(_BlueFinder(), toy, "val", score_thresh=0.0, num_workers=0)
+    both = predict_coco(_BlueFinder(), toy, "val", score_thresh=0.0, num_workers=0, flip=True)
+    width = {im["id"]: im["width"] for im in load_coco(toy)["images"]}
+    key = lambda d: (d["image_id"], d["category_id"], tuple(d["bbox"]), d["segmentation"]["counts"])  # noqa: E731
+    mirrored_corners = {(i, 2, (w - 6.0, 0.0, 6.0, 6.0)) for i, w in width.items() if i in {d["image_id"] for d in plain}}
+    assert any(d["category_id"] == 1 for d in plain)
+    assert {key(d) for d in plain} <= {key(d) for d in both}
+    extra = [d for d in both if key(d) not in {key(p) for p in plain}]
+    assert {(d["image_id"], d["category_id"], tuple(d["bbox"])) for d in extra} == mirrored_corners
+    assert len(both) == len(plain) + len(mirrored_corners)

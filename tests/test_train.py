@@ -129,10 +129,11 @@ def test_nan_loss_stops_with_iteration_and_term_and_keeps_last_checkpoint(toy, t
 
 def test_time_budget_stops_saves_and_evaluates(toy, tmp_path):
     result = train(_params(toy, tmp_path, max_iter=100000, steps=[50000], time_budget_s=4.0, skip_test=False,
-                           snapshot_iters=100000), progress=False)
+                           snapshot_iters=100000, test_flip=True), progress=False)
     assert result.stopped_by_budget and 0 < result.iterations < 1000
     assert load_checkpoint(result.final_checkpoint)["iteration"] == result.iterations
     ev = json.loads((tmp_path / "eval.json").read_text())
+    assert ev["flip"] is True  # train.test_flip reaches the final evaluation
     assert set(ev["bbox"]["per_class"]) == {"shirt", "hat"} and result.eval["bbox"]["AP"] == ev["bbox"]["AP"]
     rows = [m for m in _metrics(tmp_path) if "iteration" in m and "loss" in m]
     assert rows and {"lr", "loss_classifier", "loss_objectness", "img_per_s", "time"} <= set(rows[-1])

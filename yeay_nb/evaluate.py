@@ -6,6 +6,7 @@ Usage::
     result = evaluate("work/train/model_final.pt", "work/coco.json", split="val", output_dir="work/train")
     print(ap_table(result))                      # per class AP / AP50, bbox and segm
     dets = predict_coco(model, "work/coco.json", "val", device="cuda", score_thresh=0.05)
+    dets = predict_coco(model, "work/coco.json", "val", flip=True)   # + the mirrored images, merged
 
 Headless, a checkpoint re-scored at other test-time settings (the training run's own eval.json
 is never touched unless ``--output-dir`` names its folder)::
@@ -27,6 +28,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from torchvision.ops import batched_nms
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -45,11 +47,33 @@ def _dataset(dataset_or_coco_json: Any, split: Optional[str], images_dir=None):
     return CocoDetectionDataset(dataset_or_coco_json, split, images_dir=images_dir, masks=False, hflip=False)
 
 
+def unflip_prediction(pred: dict, width: int) -> dict:
+    """A prediction made on a horizontally mirrored image, in the original image's coordinates."""
+    out = dict(pred)
+    b = pred["boxes"]
+    out["boxes"] = torch.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], dim=1)
+    if "masks" in pred:
+        out["masks"] = pred["masks"].flip(-1)
+    return out
+
+
+def merge_flipped(pred: dict, flipped_pred: dict, width: int, iou_thresh: float = 0.5, max_dets: int = 100) -> dict:
+    """Test-time flip augmentation: the detections on an image and on its mirror image (mapped back),
+    pooled and passed through the model's own per-class NMS, best ``max_dets`` kept. A garment seen
+    only in one of the two views survives; one seen in both keeps its better-scored copy."""
+    back = unflip_prediction(flipped_pred, width)
+    pooled = {k: torch.cat([pred[k], back[k]]) for k in pred}
+    keep = batched_nms(pooled["boxes"].float(), pooled["scores"].float(), pooled["labels"], iou_thresh)[:max_dets]
+    return {k: v[keep] for k, v in pooled.items()}
+
+
 @torch.no_grad()
 def predict_coco(model: torch.nn.Module, dataset_or_coco_json: Any, split: Optional[str] = "val",
                  device: Any = "cpu", score_thresh: float = 0.05, *, images_dir=None, batch_size: int = 4,
-                 num_workers: int = 2, mask_thresh: float = 0.5, progress: bool = False) -> list[dict]:
+                 num_workers: int = 2, mask_thresh: float = 0.5, progress: bool = False,
+                 flip: bool = False) -> list[dict]:
     """Run ``model`` over one split; COCO-format detections (RLE masks when the model has them).
+    ``flip``: also run the mirrored images and merge (``merge_flipped``; twice the test time).
 
     Usage::
 
@@ -64,6 +88,10 @@ def predict_coco(model: torch.nn.Module, dataset_or_coco_json: Any, split: Optio
     device = torch.device(device)
     was_training = model.training
     model.eval()
+    # the merge uses the model's own NMS overlap and detection count (torchvision RoIHeads)
+    roi_heads = getattr(model, "roi_heads", None)
+    nms_iou = float(getattr(roi_heads, "nms_thresh", 0.5))
+    max_dets = int(getattr(roi_heads, "detections_per_img", 100))
     out: list[dict] = []
     loader = eval_loader(ds, batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
     try:
@@ -72,6 +100,9 @@ def predict_coco(model: torch.nn.Module, dataset_or_coco_json: Any, split: Optio
                 continue
             batch = [im.to(device, non_blocking=True).float().div_(255) for im in images]
             preds = model(batch)
+            if flip:
+                mirrored = model([im.flip(-1) for im in batch])
+                preds = [merge_flipped(p, m, im.shape[-1], nms_iou, max_dets) for p, m, im in zip(preds, mirrored, batch)]
             for tgt, pred in zip(targets, preds):
                 keep = pred["scores"] >= score_thresh
                 boxes = pred["boxes"][keep].float().cpu()
@@ -154,12 +185,13 @@ def coco_eval(gt: dict, detections: list[dict], iou_type: str = "bbox", classes:
 def evaluate(model_or_checkpoint: Any, coco_json: str | Path | dict, split: str = "val", *,
              output_dir: Optional[str | Path] = None, device: Any = "cpu", images_dir=None,
              score_thresh: float = 0.05, progress: bool = True, num_workers: int = 2,
-             test_overrides: Optional[dict] = None) -> dict:
+             test_overrides: Optional[dict] = None, flip: bool = False) -> dict:
     """Predict over ``split`` and score with COCOeval (bbox, plus segm for Mask R-CNN).
 
     Writes ``output_dir/eval.json`` atomically when ``output_dir`` is given. ``test_overrides``
     (a checkpoint path only) change test-time settings, e.g. ``{"min_size": 480}``; the settings
-    used are recorded as ``test_config``. Usage::
+    used are recorded as ``test_config``. ``flip``: test-time flip augmentation (``merge_flipped``),
+    recorded as ``result["flip"]``. Usage::
 
         result = evaluate("work/train/model_final.pt", "work/coco.json", output_dir="work/train")
         result["bbox"]["AP50"], result["bbox"]["per_class"]["dress"]["AP"]
@@ -178,11 +210,11 @@ def evaluate(model_or_checkpoint: Any, coco_json: str | Path | dict, split: str 
     else:
         model, classes = model_or_checkpoint, None
     classes = classes or ds.classes
-    dets = predict_coco(model, ds, split, device, score_thresh, num_workers=num_workers, progress=progress)
+    dets = predict_coco(model, ds, split, device, score_thresh, num_workers=num_workers, progress=progress, flip=flip)
     gt = split_coco(ds.coco, split)
     roi_heads = getattr(model, "roi_heads", None)
     has_masks = any("segmentation" in d for d in dets) or bool(roi_heads is not None and roi_heads.has_mask())
-    result: dict[str, Any] = {"split": split, "num_images": len(ds), "classes": classes}
+    result: dict[str, Any] = {"split": split, "num_images": len(ds), "classes": classes, "flip": flip}
     if test_config is not None:
         result["test_config"] = {**test_config, "score_thresh": score_thresh}
     result["bbox"] = coco_eval(gt, dets, "bbox", classes)
@@ -268,6 +300,7 @@ def _configure(p: Any) -> Any:
     p.add_argument("--test-max-size", type=int, default=None, help="test long-side cap (default: the checkpoint's)")
     p.add_argument("--detections-per-image", type=int, default=None)
     p.add_argument("--score-thresh", type=float, default=0.05, help="lowest score kept (default 0.05)")
+    p.add_argument("--flip", action="store_true", help="test-time flip augmentation: also the mirrored images, merged by NMS")
     p.add_argument("--output-dir", default=None, help="write eval.json here (atomically)")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--workers", type=int, default=4, help="data loader workers")
@@ -285,10 +318,11 @@ def run_cli(args: Any) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = evaluate(args.checkpoint, args.coco_json, args.split, output_dir=args.output_dir, device=device,
                       images_dir=args.images_dir, score_thresh=args.score_thresh, progress=not args.no_progress,
-                      num_workers=args.workers, test_overrides={k: v for k, v in overrides.items() if v is not None})
+                      num_workers=args.workers, test_overrides={k: v for k, v in overrides.items() if v is not None},
+                      flip=args.flip)
     tc = result["test_config"]
     print(f"{args.checkpoint} on {result['num_images']} {args.split} images, test scale "
-          f"{tc['test_min_size']}/{tc['test_max_size']}, score >= {tc['score_thresh']}")
+          f"{tc['test_min_size']}/{tc['test_max_size']}, score >= {tc['score_thresh']}" + (", flip merged" if args.flip else ""))
     print(ap_table(result))
     if args.output_dir:
         print(f"wrote {Path(args.output_dir) / 'eval.json'}")

@@ -193,6 +193,9 @@ class TrainParams:
     # output_dir/profile_<start>-<stop>.json (Chrome/Perfetto trace) and a .txt table of the top ops
     profile_iters: Optional[list[int]] = None
     skip_test: bool = False
+    # the final evaluation also runs the mirrored validation images and merges (evaluate.merge_flipped):
+    # twice the test time; a test-time setting, so `yeay-nb evaluate --flip` scores a checkpoint either way
+    test_flip: bool = False
     device: str = "auto"
     cpu_threads: Optional[int] = None  # torch threads when training on CPU (1 is fastest on a busy machine)
 

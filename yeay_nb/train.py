@@ -505,7 +505,7 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                 # the weight average where there is one: what inference loads (models.inference_weights)
                 result.eval = evaluate(ema.module if ema else unwrap(model), t.coco_json, split="val", output_dir=out,
                                        device=d.device, images_dir=images_dir, progress=progress,
-                                       num_workers=t.num_workers)
+                                       num_workers=t.num_workers, flip=t.test_flip)
             _barrier(d)
         return result
     finally:

@@ -1,6 +1,6 @@
 """Re-score every finished sweep run at other test scales (``yeay-nb evaluate``), one job per GPU.
 
-For run folder ``R`` (with ``model_final.pt``) and scale ``S`` it writes ``R@tsS/`` holding
+For finished run folder ``R`` (``model_final.pt`` and its own ``eval.json``) and scale ``S`` it writes ``R@tsS/`` holding
 ``eval.json`` plus ``R``'s ``metrics.jsonl`` and its overrides with ``-p train.test_scale S``
 appended, so ``scripts/sweep_summary.py`` lists it as one more row (test scale is a test-time
 setting: the same training run, scored at another size; the long side keeps the 5:3 cap).
@@ -29,8 +29,14 @@ def row_name(run: str, scale: int, score_thresh: float | None, flip: bool = Fals
     return f"{run}@ts{scale}" + ("" if score_thresh is None else f"-st{score_thresh:g}") + ("-flip" if flip else "")
 
 
+def finished(run: Path) -> bool:
+    """A run scored by its own training (eval.json beside model_final.pt). A run paused by
+    stop_after_s also has a model_final.pt, a snapshot: scoring it would pin a half-trained row."""
+    return "@" not in run.name and (run / "model_final.pt").is_file() and (run / "eval.json").is_file()
+
+
 def jobs(root: Path, scales: list[int], score_thresh: float | None = None, flip: bool = False) -> list[tuple[Path, int]]:
-    return [(d, s) for d in sorted(root.iterdir()) if d.is_dir() and "@" not in d.name and (d / "model_final.pt").is_file()
+    return [(d, s) for d in sorted(root.iterdir()) if d.is_dir() and finished(d)
             for s in scales if not (root / row_name(d.name, s, score_thresh, flip) / "eval.json").is_file()]
 
 

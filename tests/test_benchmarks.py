@@ -6,6 +6,7 @@ on both sides); the timings they print are not asserted (benchmarks/RESULTS.md h
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -280,13 +281,16 @@ def test_eval_scales_rescores_each_run_at_each_test_scale_once(tmp_path):
     (runs / "lr04").mkdir(parents=True)
     (runs / "unfinished").mkdir()  # no model_final.pt: skipped
     save_checkpoint(runs / "lr04" / "model_final.pt", model=build_model(cfg), classes=CLASSES, model_config=cfg)
+    (runs / "lr04" / "eval.json").write_text("{}")  # scored by its training: finished
+    (runs / "paused").mkdir()  # a stop_after_s snapshot, not yet scored: skipped
+    shutil.copy(runs / "lr04" / "model_final.pt", runs / "paused" / "model_final.pt")
     (runs / "lr04" / "overrides.txt").write_text("-p train.base_lr 0.04\n")
     (runs / "lr04" / "metrics.jsonl").write_text('{"iteration": 20, "img_per_s": 90.0}\n')
     args = ["scripts/eval_scales.py", str(runs), "--coco-json", str(toy), "--scales", "96", "128",
             "--gpus", "0", "1", "--workers", "0"]
     out = _run(args)
     assert "2 evaluations" in out
-    assert sorted(p.name for p in runs.iterdir()) == ["lr04", "lr04@ts128", "lr04@ts96", "unfinished"]
+    assert sorted(p.name for p in runs.iterdir()) == ["lr04", "lr04@ts128", "lr04@ts96", "paused", "unfinished"]
     for scale in (96, 128):
         d = runs / f"lr04@ts{scale}"
         ev = json.loads((d / "eval.json").read_text())

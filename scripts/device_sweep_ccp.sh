@@ -11,7 +11,8 @@
 #   carry (first call on a machine): .device/ccp400 .device/lead-wheels
 #   bash scripts/device_sweep_ccp.sh 'base|' 'rfs|-p train.repeat_factor_threshold 0.1' ...
 # The data is copied to /tmp/ccp400 and converted to /tmp/ccpwork/coco.json once per machine, so
-# later calls on the same warm machine need not carry it again.
+# later calls on the same warm machine need not carry it again. A run longer than one call: give it
+# -p train.stop_after_s 450 and repeat the same command, with RESUME_ONLY=1 after the first call.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 # everything is written to a staging folder and comes back as one tarball plus the summary: a call
@@ -21,6 +22,15 @@ trap 'tar czf "$final/sweep.tgz" -C "$out" . && cp "$out/sweep.txt" "$final/" 2>
 if [ -d .device/lead-wheels ]; then python3 -m pip install -q --no-deps .device/lead-wheels/*.whl 2>&1 | tail -2; fi
 # a machine's first call must carry the data and the wheels; a later call on the same warm machine
 # finds them in /tmp (a machine that went back in between is bare again: say so at once)
+# RESUME_ONLY=1: every variant must have a checkpoint here already (a long run split over several calls,
+# train.stop_after_s): on a machine that went back in between, stop at once rather than silently start
+# the runs again from iteration 0 and spend the call on it
+if [ -n "${RESUME_ONLY:-}" ]; then
+    for spec in "$@"; do
+        [ -f "/tmp/ccpruns/${spec%%|*}/model_final.pt" ] \
+            || { echo "RESUME_ONLY: no /tmp/ccpruns/${spec%%|*}/model_final.pt: a fresh machine, the earlier calls' runs are gone" >&2; exit 5; }
+    done
+fi
 if [ ! -d /tmp/ccp400 ] && [ ! -d .device/ccp400 ]; then
     echo "no /tmp/ccp400 and no .device/ccp400: a fresh machine; carry .device/ccp400 .device/lead-wheels" >&2
     exit 4

@@ -6,6 +6,7 @@ on both sides); the timings they print are not asserted (benchmarks/RESULTS.md h
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -352,3 +353,13 @@ def test_bench_backbone_tiny_counts_the_floor_and_times_both_layouts(tmp_path):
         assert part["rows"][0]["x_baseline"] == 1.0
     # the GN layout's RPN head has two 3x3 convolutions where the frozen-BN layout has one
     assert gn["floor"]["gflops_rpn_head"] == pytest.approx(2 * bn["floor"]["gflops_rpn_head"], rel=0.02)
+
+
+def test_sweep_resume_only_stops_at_once_on_a_machine_without_the_runs(tmp_path):
+    """RESUME_ONLY=1 (the later calls of a run split by stop_after_s): a variant without a checkpoint
+    means the machine is fresh; the script stops with its own exit code instead of training from 0."""
+    name = f"resume-check-{tmp_path.name}"
+    r = subprocess.run(["bash", "scripts/device_sweep_ccp.sh", f"{name}|-p run.seed 1"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60, env={**os.environ, "RESUME_ONLY": "1", "OUT": str(tmp_path / "out")})
+    assert r.returncode == 5 and f"no /tmp/ccpruns/{name}/model_final.pt" in r.stderr
+    assert not (Path("/tmp/ccpruns") / name).exists()  # nothing was started

@@ -14,6 +14,8 @@
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 out=${OUT:-/tmp/out}; mkdir -p "$out"
+# a CKPT named but absent: the machine that trained it went back; stop rather than train on data not carried
+[ -z "${CKPT:-}" ] || [ -f "$CKPT" ] || { echo "CKPT=$CKPT not found: a fresh machine (the run that wrote it is gone)" >&2; exit 5; }
 python3 -m pip install -q --no-deps --no-index .device/infer-wheels/*.whl 2>&1 | tail -1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpus.txt"
 ckpt=${CKPT:-/tmp/ccp-trained/model_final.pt}

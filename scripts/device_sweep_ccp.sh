@@ -13,6 +13,8 @@
 # The data is copied to /tmp/ccp400 and converted to /tmp/ccpwork/coco.json once per machine, so
 # later calls on the same warm machine need not carry it again. A run longer than one call: give it
 # -p train.stop_after_s 450 and repeat the same command, with RESUME_ONLY=1 after the first call.
+# CCP_DATA=ccp480: train on another shrunk copy, .device/ccp480 (scripts/shrink_ccp.py --short-side 480
+# --quality 75, 51 MiB), copied to /tmp/ccp480 and converted to /tmp/ccpwork-ccp480/coco.json.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 # everything is written to a staging folder and comes back as one tarball plus the summary: a call
@@ -31,16 +33,19 @@ if [ -n "${RESUME_ONLY:-}" ]; then
             || { echo "RESUME_ONLY: no /tmp/ccpruns/${spec%%|*}/model_final.pt: a fresh machine, the earlier calls' runs are gone" >&2; exit 5; }
     done
 fi
-if [ ! -d /tmp/ccp400 ] && [ ! -d .device/ccp400 ]; then
-    echo "no /tmp/ccp400 and no .device/ccp400: a fresh machine; carry .device/ccp400 .device/lead-wheels" >&2
+data=${CCP_DATA:-ccp400}
+# the default copy keeps its old work folder (/tmp/ccpwork): earlier calls' commands name it
+coco=/tmp/ccpwork/coco.json; [ "$data" = ccp400 ] || coco=/tmp/ccpwork-$data/coco.json
+if [ ! -d "/tmp/$data" ] && [ ! -d ".device/$data" ]; then
+    echo "no /tmp/$data and no .device/$data: a fresh machine; carry .device/$data .device/lead-wheels" >&2
     exit 4
 fi
 python3 -c "import pycocotools, orjson" 2>/dev/null \
     || { echo "pycocotools/orjson missing: carry .device/lead-wheels on a machine's first call" >&2; exit 4; }
-[ -d /tmp/ccp400 ] || cp -r .device/ccp400 /tmp/ccp400
-python3 scripts/check_ccp_json.py /tmp/ccpwork/coco.json 1004 2>/dev/null \
-    || python3 -m yeay_nb.convert.ccp --root /tmp/ccp400 --out /tmp/ccpwork/coco.json --workers 16 --no-progress | tail -2
-python3 scripts/check_ccp_json.py /tmp/ccpwork/coco.json 1004 | tee "$out/data.txt" || exit 3
+[ -d "/tmp/$data" ] || cp -r ".device/$data" "/tmp/$data"
+python3 scripts/check_ccp_json.py "$coco" 1004 2>/dev/null \
+    || python3 -m yeay_nb.convert.ccp --root "/tmp/$data" --out "$coco" --workers 16 --no-progress | tail -2
+python3 scripts/check_ccp_json.py "$coco" 1004 | tee "$out/data.txt" || exit 3
 ngpu=$(nvidia-smi -L | wc -l)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1 | tee "$out/gpus.txt"
 echo "gpus: $ngpu" | tee -a "$out/gpus.txt"
@@ -54,7 +59,7 @@ for spec in "$@"; do
     printf '%s\n' "$overrides" > "/tmp/ccpruns/$name/overrides.txt"
     eval "ov=($overrides)"  # shell words, so a quoted value may hold spaces
     CUDA_VISIBLE_DEVICES=$i python3 -m yeay_nb.train -f params/gpu-train-ccp.yaml \
-        -p convert.ccp.root /tmp/ccp400 -p train.coco_json /tmp/ccpwork/coco.json \
+        -p convert.ccp.root "/tmp/$data" -p train.coco_json "$coco" \
         -p train.output_dir "/tmp/ccpruns/$name" "${ov[@]}" 2>&1 | tr '\r' '\n' \
         | grep --line-buffered -v "^train: .*it/s\]$" > "$out/$name/train.log" &
     pids+=($!)
@@ -65,15 +70,15 @@ for p in "${pids[@]}"; do wait "$p"; done
 # at a lower score floor (EVAL_SCORE_THRESH=0.001, at EVAL_ST_SCALES, default the recipe's 400; rows run@tsS-stT)
 gpus=$(seq "${GPU_OFFSET:-0}" $((i - 1)))
 if [ -n "${EVAL_SCALES:-}" ]; then
-    python3 scripts/eval_scales.py /tmp/ccpruns --coco-json /tmp/ccpwork/coco.json --scales $EVAL_SCALES \
+    python3 scripts/eval_scales.py /tmp/ccpruns --coco-json "$coco" --scales $EVAL_SCALES \
         --gpus $gpus 2>&1 | tee -a "$out/eval_scales.txt"
 fi
 if [ -n "${EVAL_SCORE_THRESH:-}" ]; then
-    python3 scripts/eval_scales.py /tmp/ccpruns --coco-json /tmp/ccpwork/coco.json --scales ${EVAL_ST_SCALES:-400} \
+    python3 scripts/eval_scales.py /tmp/ccpruns --coco-json "$coco" --scales ${EVAL_ST_SCALES:-400} \
         --score-thresh "$EVAL_SCORE_THRESH" --gpus $gpus 2>&1 | tee -a "$out/eval_scales.txt"
 fi
 if [ -n "${EVAL_FLIP:-}" ]; then
-    python3 scripts/eval_scales.py /tmp/ccpruns --coco-json /tmp/ccpwork/coco.json --scales ${EVAL_FLIP_SCALES:-400} \
+    python3 scripts/eval_scales.py /tmp/ccpruns --coco-json "$coco" --scales ${EVAL_FLIP_SCALES:-400} \
         --flip --gpus $gpus 2>&1 | tee -a "$out/eval_scales.txt"
 fi
 for d in /tmp/ccpruns/*@ts*; do

@@ -363,3 +363,15 @@ def test_sweep_resume_only_stops_at_once_on_a_machine_without_the_runs(tmp_path)
                        text=True, timeout=60, env={**os.environ, "RESUME_ONLY": "1", "OUT": str(tmp_path / "out")})
     assert r.returncode == 5 and f"no /tmp/ccpruns/{name}/model_final.pt" in r.stderr
     assert not (Path("/tmp/ccpruns") / name).exists()  # nothing was started
+
+
+def test_sweep_script_names_the_missing_data_copy(tmp_path):
+    """CCP_DATA picks another shrunk copy of CCP (e.g. a 480-pixel one); on a machine that has
+    neither it nor its carried folder the script stops at once and names that copy."""
+    name = f"data-check-{tmp_path.name}"
+    r = subprocess.run(["bash", "scripts/device_sweep_ccp.sh", f"{name}|"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60,
+                       env={**os.environ, "CCP_DATA": f"ccp-absent-{tmp_path.name}", "OUT": str(tmp_path / "out")})
+    assert r.returncode == 4
+    assert f"no /tmp/ccp-absent-{tmp_path.name} and no .device/ccp-absent-{tmp_path.name}" in r.stderr
+    assert not (Path("/tmp/ccpruns") / name).exists()  # nothing was started

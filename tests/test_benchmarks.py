@@ -375,3 +375,35 @@ def test_sweep_script_names_the_missing_data_copy(tmp_path):
     assert r.returncode == 4
     assert f"no /tmp/ccp-absent-{tmp_path.name} and no .device/ccp-absent-{tmp_path.name}" in r.stderr
     assert not (Path("/tmp/ccpruns") / name).exists()  # nothing was started
+
+
+def _detached(tmp_path, *args, **env):
+    return subprocess.run(["bash", "scripts/device_detached.sh", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "DETACHED_DIR": str(tmp_path / "state"),
+                                           "OUT": str(tmp_path / "out"), **env})
+
+
+def test_detached_run_outlives_its_call_and_brings_back_its_results(tmp_path):
+    """scripts/device_detached.sh: the first call starts the run in its own session and returns while it
+    runs; a later call waits for it and gets its results and exit status. A stand-in sweep that writes
+    its arguments and exits 3 plays the training."""
+    fake = tmp_path / "fake_sweep.sh"
+    fake.write_text('ps -o sid= -p $$ > "$OUT/../sid"; sleep 3; mkdir -p "$OUT"; printf "%s\\n" "$@" > "$OUT/sweep.txt"; exit 3\n')
+    r = _detached(tmp_path, "r20|-p train.time_budget_s 1200", START="1", WAIT_S="0", SWEEP=str(fake))
+    assert r.returncode == 0 and "RUNNING" in r.stdout, r.stderr
+    assert not (tmp_path / "out" / "sweep.txt").exists()
+    # the run lives in its own process session: it goes on after the starting call has returned
+    again = _detached(tmp_path, "x|", START="1", WAIT_S="0", SWEEP=str(fake))
+    assert again.returncode == 6 and "already started" in again.stderr
+    r = _detached(tmp_path, WAIT_S="30")
+    assert r.returncode == 3 and "ENDED" in r.stdout and "exit status 3" in r.stdout, r.stdout + r.stderr
+    assert (tmp_path / "out" / "sweep.txt").read_text() == "r20|-p train.time_budget_s 1200\n"
+    # a session of its own (setsid): the device harness kills a call's leftovers except such ones
+    assert int((tmp_path / "state" / "sid").read_text()) != os.getsid(0)
+
+
+def test_detached_wait_on_a_fresh_machine_stops_at_once(tmp_path):
+    """A later call that finds no run (its machine went back in between) says so with its own exit code."""
+    r = _detached(tmp_path, WAIT_S="30")
+    assert r.returncode == 5 and "a fresh machine" in r.stderr
+    assert _detached(tmp_path, START="1").returncode == 2  # START without the run's arguments

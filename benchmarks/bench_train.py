@@ -91,7 +91,8 @@ def naive_loop(args, coco_json: Path, cfg: dict, device: torch.device) -> float:
 
 
 def ours(args, coco_json: Path, out: Path, batched_heads: bool = True, profile_iters=None,
-         low_precision_gn: bool = True) -> float:
+         low_precision_gn: bool = True) -> tuple[float, float]:
+    """(img/s, share of the time the loop waited for its loader) over the window after the warm-up."""
     from yeay_nb.params import params_from_dict
     from yeay_nb.train import read_metrics, train
 
@@ -117,8 +118,23 @@ def ours(args, coco_json: Path, out: Path, batched_heads: bool = True, profile_i
                     shutil.copyfileobj(src, dst)
             else:
                 shutil.copy(f, args.profile_out / f.name)
-    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["iteration"] > args.warmup]
-    return rows[-1]["img_per_s"]  # the window after the warm-up iterations
+    return timed_window(read_metrics(run_dir / "metrics.jsonl"), args.warmup, args.batch)
+
+
+def timed_window(metrics: list[dict], warmup: int, batch: int) -> tuple[float, float]:
+    """(img/s, share of the time spent waiting for the loader) from the row logged at iteration
+    ``warmup`` to the last row. (Until 2026-11-29 this read the last row's own img/s: only the last
+    ``log_every`` iterations, 6-10 of them, not the whole timed window.)"""
+    rows = [r for r in metrics if "loss" in r and r["iteration"] >= warmup]
+    first, last = rows[0], rows[-1]
+    if first["iteration"] != warmup or last["iteration"] == warmup:
+        raise ValueError(f"metrics rows at iterations {[r['iteration'] for r in rows]}: "
+                         f"need one at the warm-up's end ({warmup}) and later ones")
+    seconds = last["time"] - first["time"]
+    waited = 0.0
+    for prev, row in zip(rows, rows[1:]):
+        waited += row["data_s"] * (row["iteration"] - prev["iteration"])
+    return (last["iteration"] - warmup) * batch / seconds, min(waited / seconds, 1.0)
 
 
 def main() -> None:
@@ -143,6 +159,8 @@ def main() -> None:
                     help="also run ours once more with train.profile_iters over 3 iterations after the warm-up "
                          "and copy the trace (.json.gz) and its op table (.txt) here")
     args = ap.parse_args()
+    if args.warmup < 1:  # ours is timed from the metrics row logged at the warm-up's last iteration
+        ap.error("--warmup must be at least 1")
     from yeay_nb.models import full_config
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -161,15 +179,17 @@ def main() -> None:
             from yeay_nb.convert.coco import classes_of, load_coco
             cfg["num_classes"] = len(classes_of(load_coco(coco_json)))
         ips_naive = naive_loop(args, coco_json, cfg, device)
-        ips_ours = ours(args, coco_json, tmp)
+        ips_ours, wait_ours = ours(args, coco_json, tmp)
         # the same trainer with torchvision's per-image target code: what the batched heads add
-        ips_tv_heads = ours(args, coco_json, tmp, batched_heads=False) if args.heads_ablation else None
-        ips_gn32 = ours(args, coco_json, tmp, low_precision_gn=False) if args.gn_ablation else None
+        ips_tv_heads = ours(args, coco_json, tmp, batched_heads=False)[0] if args.heads_ablation else None
+        ips_gn32 = ours(args, coco_json, tmp, low_precision_gn=False)[0] if args.gn_ablation else None
         if args.profile_out:  # a separate run: the profiler's overhead stays out of the img/s above
             ours(args, coco_json, tmp, profile_iters=[args.warmup + 2, args.warmup + 5])
     print(json.dumps({"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                       "torch": torch.__version__, "naive_img_per_s": round(ips_naive, 4),
                       "ours_img_per_s": round(ips_ours, 4), "speedup": round(ips_ours / ips_naive, 3),
+                      # > ~0.1: ours waits for its loader (the workers, not the model, set the pace)
+                      "ours_loader_wait_share": round(wait_ours, 4),
                       "ours_torchvision_heads_img_per_s": ips_tv_heads and round(ips_tv_heads, 4),
                       "ours_float32_groupnorm_img_per_s": ips_gn32 and round(ips_gn32, 4),
                       "config": vars(args) | {"coco_json": str(coco_json)}}, default=str))

@@ -50,6 +50,7 @@ def test_bench_train_tiny_reports_both_sides(tmp_path):
     assert res["naive_img_per_s"] > 0 and res["ours_img_per_s"] > 0 and res["ours_torchvision_heads_img_per_s"] > 0
     assert res["ours_float32_groupnorm_img_per_s"] > 0 and res["config"]["norm"] == "gn"
     assert res["speedup"] == pytest.approx(res["ours_img_per_s"] / res["naive_img_per_s"], rel=0.02)
+    assert 0 <= res["ours_loader_wait_share"] <= 1
     # the profiled run: window [3, 6] of a 4-iteration run ends with the run, and is named for what it traced
     assert sorted(p.name for p in (tmp_path / "prof").iterdir()) == ["profile_3-4.json.gz", "profile_3-4.txt"]
     assert "aten::" in (tmp_path / "prof" / "profile_3-4.txt").read_text()
@@ -407,3 +408,22 @@ def test_detached_wait_on_a_fresh_machine_stops_at_once(tmp_path):
     r = _detached(tmp_path, WAIT_S="30")
     assert r.returncode == 5 and "a fresh machine" in r.stderr
     assert _detached(tmp_path, START="1").returncode == 2  # START without the run's arguments
+
+
+def test_bench_train_times_ours_over_the_whole_window_after_the_warm_up():
+    """bench_train.py reads ours from metrics.jsonl: from the row at the warm-up's end to the last row,
+    not the last row's own window (which, with log_every = warm-up, held only the last few iterations)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "benchmarks" / "bench_train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = [{"iteration": 1, "loss": 1.0, "time": 1.0, "data_s": 0.5, "img_per_s": 5.0},
+            {"iteration": 10, "loss": 1.0, "time": 10.0, "data_s": 0.0, "img_per_s": 20.0},
+            {"iteration": 20, "loss": 1.0, "time": 12.0, "data_s": 0.1, "img_per_s": 80.0},   # 10 its in 2 s
+            {"iteration": 25, "loss": 1.0, "time": 20.0, "data_s": 0.4, "img_per_s": 10.0}]   # 5 its in 8 s
+    ips, wait = mod.timed_window(rows, warmup=10, batch=16)
+    assert ips == pytest.approx(15 * 16 / 10.0)  # 24 img/s over iterations 11-25, not the last row's 10
+    assert wait == pytest.approx((10 * 0.1 + 5 * 0.4) / 10.0)
+    with pytest.raises(ValueError, match="warm-up's end"):
+        mod.timed_window(rows, warmup=12, batch=16)

@@ -394,3 +394,29 @@ def test_weight_average_is_saved_resumed_and_used_to_evaluate_and_predict(toy, t
     assert "ema" not in plain  # off by default
     with pytest.raises(ParamsError, match="train.ema_decay"):
         _params(toy, tmp_path, ema_decay=1.0)
+
+
+def test_metrics_say_how_long_the_loop_waited_for_the_loader(toy, tmp_path, monkeypatch):
+    """metrics.jsonl's data_s (seconds a step waited for its batch) and data_share (of the window's time):
+    a loader slowed down by 40 ms an image shows up there, a normal one does not."""
+    import time as _time
+
+    from yeay_nb.data import CocoDetectionDataset
+
+    def rows(out):
+        return [m for m in _metrics(out) if "loss" in m and m["iteration"] > 1]  # after the first batch
+
+    train(_params(toy, tmp_path / "fast", max_iter=6, log_every=2, num_workers=0), progress=False)
+    slow_item = CocoDetectionDataset.__getitem__
+
+    def slow(self, index):
+        _time.sleep(0.04)
+        return slow_item(self, index)
+
+    monkeypatch.setattr(CocoDetectionDataset, "__getitem__", slow)
+    train(_params(toy, tmp_path / "slow", max_iter=6, log_every=2, num_workers=0), progress=False)
+    fast, slowed = rows(tmp_path / "fast"), rows(tmp_path / "slow")
+    ims = TINY["ims_per_gpu"]
+    assert all(r["data_s"] >= 0.04 * ims and 0 < r["data_share"] <= 1 for r in slowed)
+    assert all(r["data_s"] < 0.04 * ims - 0.01 for r in fast)
+    assert min(r["data_share"] for r in slowed) > max(r["data_share"] for r in fast)

@@ -401,10 +401,14 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
             bar = tqdm(total=sched.max_iter, initial=it, desc="train", disable=not (progress and d.main),
                        dynamic_ncols=True)
             window_imgs, window_t = 0, time.perf_counter()
+            # seconds the loop waited for the loader (detectron2's data_time): near 0 when the
+            # workers keep up; a large share of the window means more workers or cheaper transforms
+            window_wait, window_iters, step_end = 0.0, 0, time.perf_counter()
             last_batch = None
             profiler = _StepProfiler(t.profile_iters, out, d.device, enabled=d.main)
             profiler.at(it)
             for images, targets, n_failed in loader:
+                window_wait += time.perf_counter() - step_end
                 skipped += n_failed
                 if not images:
                     if last_batch is None:
@@ -442,6 +446,7 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                 it += 1
                 profiler.at(it)
                 window_imgs += len(images) * d.world_size
+                window_iters += 1
                 bar.update(1)
                 if it % t.log_every == 0 or it == sched.max_iter or it == start_iter + 1:
                     vals = {k: float(v.detach()) for k, v in losses.items()}
@@ -451,11 +456,14 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                         vals = dict(zip(vals, (red / d.world_size).tolist()))
                     now = time.perf_counter()
                     ips = window_imgs / max(now - window_t, 1e-9)
-                    window_imgs, window_t = 0, now
+                    data_s = window_wait / max(window_iters, 1)
+                    data_share = window_wait / max(now - window_t, 1e-9)
+                    window_imgs, window_t, window_wait, window_iters = 0, now, 0.0, 0
                     total = sum(vals.values())
                     bar.set_postfix(loss=f"{total:.3f}", img_s=f"{ips:.1f}", lr=f"{lr:.2g}")
                     if d.main:
                         rec = {"iteration": it, "lr": lr, "loss": total, **vals, "img_per_s": ips,
+                               "data_s": data_s, "data_share": min(data_share, 1.0),
                                "time": elapsed_before + (now - t0), "images_skipped": skipped}
                         with open(metrics_path, "ab") as f:
                             f.write(orjson.dumps(rec) + b"\n")
@@ -471,6 +479,7 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                     if d.main:
                         save(out / f"model_{it:07d}.pt", it)
                     _barrier(d)
+                step_end = time.perf_counter()
             bar.close()
             profiler.close()  # a window the run did not reach the end of
             del loader

@@ -14,8 +14,9 @@ issue's reference loop; it was float32 before 2026-11-27, a weaker baseline). Ou
 batches, bf16 autocast on CUDA, training targets for the whole batch at once:
 ``yeay_nb.fasttrain``); its img/s is read from ``metrics.jsonl``.
 ``--heads-ablation`` also runs ours with torchvision's per-image target code; ``--profile-out DIR``
-runs ours once more under torch.profiler (``train.profile_iters``) for 3 iterations. Prints one line
-per side and the ratio.
+runs ours once more under torch.profiler (``train.profile_iters``) for 3 iterations and, on a GPU,
+splits the trace into forward and backward with the GPU's idle time in each (``trace_phases.py``).
+Prints one json line with both sides and the ratio.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 class NaiveCoco(torch.utils.data.Dataset):
@@ -183,8 +185,13 @@ def main() -> None:
         # the same trainer with torchvision's per-image target code: what the batched heads add
         ips_tv_heads = ours(args, coco_json, tmp, batched_heads=False)[0] if args.heads_ablation else None
         ips_gn32 = ours(args, coco_json, tmp, low_precision_gn=False)[0] if args.gn_ablation else None
+        phases = None
         if args.profile_out:  # a separate run: the profiler's overhead stays out of the img/s above
             ours(args, coco_json, tmp, profile_iters=[args.warmup + 2, args.warmup + 5])
+            if device.type == "cuda":  # where the traced steps left the GPU idle: forward vs backward
+                from trace_phases import load_trace, phase_idle
+
+                phases = phase_idle(load_trace(next(args.profile_out.glob("profile_*.json.gz"))))
     print(json.dumps({"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                       "torch": torch.__version__, "naive_img_per_s": round(ips_naive, 4),
                       "ours_img_per_s": round(ips_ours, 4), "speedup": round(ips_ours / ips_naive, 3),
@@ -192,6 +199,7 @@ def main() -> None:
                       "ours_loader_wait_share": round(wait_ours, 4),
                       "ours_torchvision_heads_img_per_s": ips_tv_heads and round(ips_tv_heads, 4),
                       "ours_float32_groupnorm_img_per_s": ips_gn32 and round(ips_gn32, 4),
+                      "profile_phases": phases,
                       "config": vars(args) | {"coco_json": str(coco_json)}}, default=str))
 
 

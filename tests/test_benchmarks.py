@@ -427,3 +427,35 @@ def test_bench_train_times_ours_over_the_whole_window_after_the_warm_up():
     assert wait == pytest.approx((10 * 0.1 + 5 * 0.4) / 10.0)
     with pytest.raises(ValueError, match="warm-up's end"):
         mod.timed_window(rows, warmup=12, batch=16)
+
+
+def test_trace_phases_splits_forward_and_backward_and_counts_idle_gpu_time():
+    """benchmarks/trace_phases.py on a hand-made trace: two steps, kernels on two streams that overlap
+    (counted once), a forward with a gap the GPU sat idle in, a backward without one."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from trace_phases import phase_idle
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def ann(name, ts, dur):
+        return {"cat": "user_annotation", "name": f"Optimizer.{name}#SGD.{name}", "ts": ts, "dur": dur}
+
+    def kern(ts, dur):
+        return {"cat": "kernel", "name": "k", "ts": ts, "dur": dur}
+
+    events = [ann("zero_grad", 0, 1), ann("step", 100, 10),                 # backward 1: [0, 100)
+              ann("zero_grad", 300, 1), ann("step", 400, 10),               # forward [110, 300), backward [300, 400)
+              kern(0, 60), kern(50, 50),                                    # backward 1 busy throughout
+              kern(110, 40), kern(230, 70),                                 # forward: idle 150..230 = 80 µs
+              kern(300, 100), kern(320, 30),                                # backward 2: busy, two streams
+              {"cat": "cpu_op", "name": "aten::add", "ts": 150, "dur": 5}]
+    out = phase_idle({"traceEvents": events})
+    assert [p["phase"] for p in out["phases"]] == ["backward", "forward", "backward"]
+    fwd = out["phases"][1]
+    assert fwd["host_ms"] == pytest.approx(0.190) and fwd["gpu_idle_ms"] == pytest.approx(0.080)
+    assert out["backward_gpu_idle_share"] == pytest.approx(0.0)
+    assert out["forward_gpu_idle_share"] == pytest.approx(80 / 190)
+    assert out["gpu_busy_ms"] == pytest.approx(0.310) and out["gpu_span_ms"] == pytest.approx(0.400)
+    with pytest.raises(ValueError, match="no GPU kernels"):
+        phase_idle({"traceEvents": [ann("zero_grad", 0, 1)]})

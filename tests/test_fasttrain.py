@@ -241,6 +241,11 @@ def test_batched_roi_align_equals_torchvisions_values_and_gradients():
     ours = fasttrain.BatchedRoIAlign(["0", "1", "2", "3"], 7, 2)
     a, b = ours(feats, boxes, sizes), theirs(feats, boxes, sizes)
     assert torch.equal(a, b)
+    # the same ROIs as one K×5 tensor (what the batched ROI heads pass): the same values
+    whole = torch.cat([torch.cat([torch.full((len(bx), 1), float(i)), bx], 1) for i, bx in enumerate(boxes)])
+    assert torch.equal(ours.pool_rois(feats, whole, sizes), b)
+    one_level = fasttrain.BatchedRoIAlign(["1"], 7, 2)
+    assert torch.equal(one_level.pool_rois(feats, whole, sizes), MultiScaleRoIAlign(["1"], 7, 2)(feats, boxes, sizes))
     levels = ours.map_levels(boxes)
     assert len(levels.unique()) == 4  # every level gets ROIs
     ga = torch.autograd.grad(a.square().sum(), list(feats.values()))
@@ -265,6 +270,15 @@ def test_marked_invalid_proposals_suppress_no_valid_one():
     marked = filter_proposals(rpn, proposals, logits, [(100, 100)], [3], mark_invalid=True)[0]
     assert plain.tolist() == [proposals[0, 1].tolist(), proposals[0, 2].tolist()]
     assert marked[marked[:, 0] >= 0].tolist() == plain.tolist()
+    # padded (what BatchedRPN hands the batched ROI heads): the list padded with -1 rows, for images
+    # that keep different numbers of boxes
+    two = torch.cat([proposals, torch.tensor([[[0.0, 0.0, 20.0, 20.0], [60.0, 0.0, 80.0, 30.0],
+                                               [0.0, 60.0, 30.0, 90.0]]])])
+    logits2 = torch.cat([logits, torch.tensor([[1.0, 0.5, 0.2]])])
+    as_list = filter_proposals(rpn, two, logits2, [(100, 100)] * 2, [3], mark_invalid=True)
+    assert [len(p) for p in as_list] == [2, 3]
+    padded = filter_proposals(rpn, two, logits2, [(100, 100)] * 2, [3], mark_invalid=True, padded=True)
+    assert torch.equal(padded, torch.nn.utils.rnn.pad_sequence(as_list, batch_first=True, padding_value=-1.0))
 
 
 def test_logit_adjustment_offsets_and_the_adjusted_classifier_loss():
@@ -302,3 +316,79 @@ def test_logit_adjustment_offsets_and_the_adjusted_classifier_loss():
         fasttrain.set_logit_adjustment(m, torch.zeros(3))
     with pytest.raises(TypeError, match="batched_heads"):
         fasttrain.set_logit_adjustment(fasttrain.uninstall(m), offsets)
+
+
+def test_flat_picks_orders_the_sampled_rois_image_by_image_positives_first():
+    """flat_picks (one scatter for the batch) gives the indices the per-image slicing gave: each
+    image's first n_pos positives then its first n_neg negatives, offset by image; also with images
+    that have no positives, no negatives or nothing at all."""
+    gen = torch.Generator().manual_seed(3)
+    b, n, kp, kn = 5, 50, 8, 20
+    pos_idx = torch.stack([torch.randperm(n, generator=gen)[:kp] for _ in range(b)])
+    neg_idx = torch.stack([torch.randperm(n, generator=gen)[:kn] for _ in range(b)])
+    n_pos, n_neg = torch.tensor([3, 0, 8, 0, 5]), torch.tensor([17, 20, 0, 0, 11])
+    flat, flat_pos = fasttrain.flat_picks(pos_idx, n_pos, neg_idx, n_neg, n, n_pos.tolist(), n_neg.tolist())
+    want = torch.cat([t for i in range(b) for t in (pos_idx[i, :n_pos[i]] + i * n, neg_idx[i, :n_neg[i]] + i * n)])
+    want_pos = torch.cat([pos_idx[i, :n_pos[i]] + i * n for i in range(b)])
+    assert torch.equal(flat, want) and torch.equal(flat_pos, want_pos)
+    none, none_pos = fasttrain.flat_picks(pos_idx, n_pos * 0, neg_idx, n_neg * 0, n, [0] * b, [0] * b)
+    assert none.numel() == 0 and none_pos.numel() == 0
+
+
+def test_cached_anchors_equal_torchvisions_and_are_made_once_per_size():
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.image_list import ImageList
+
+    sizes, ratios = ((32,), (64,)), ((0.5, 1.0, 2.0),) * 2
+    theirs, ours = AnchorGenerator(sizes, ratios), fasttrain.CachedAnchorGenerator(sizes, ratios)
+
+    def batch(h, w, n=3):
+        images = ImageList(torch.zeros(n, 3, h, w), [(h - 5, w - 7)] * n)
+        return images, [torch.zeros(n, 8, h // 4, w // 4), torch.zeros(n, 8, h // 8, w // 8)]
+
+    first = ours(*batch(64, 96))
+    assert len(first) == 3 and all(torch.equal(a, t) for a, t in zip(first, theirs(*batch(64, 96))))
+    again = ours(*batch(64, 96, n=2))
+    assert len(again) == 2 and again[0] is first[0]  # made once for this size
+    other = ours(*batch(96, 64))
+    assert torch.equal(other[0], theirs(*batch(96, 64))[0]) and not torch.equal(other[0], first[0])
+
+
+def test_rpn_nms_with_the_batch_offset_at_once_keeps_what_the_per_image_offsets_keep(monkeypatch):
+    """The training RPN's NMS (GPU path: levels offset apart for the whole batch, then one plain NMS
+    per image) keeps the same boxes as the per-level NMS per image, on crowded random proposals."""
+    from yeay_nb import fastpath
+    from yeay_nb.fastpath import filter_proposals
+
+    rpn = build_model({"arch": "fasterrcnn", "backbone": "resnet18", "norm": "bn", "heads": "light",
+                       "num_classes": 3}).rpn.train()
+    gen = torch.Generator().manual_seed(11)
+    b, per_level = 3, [300, 200, 100]
+    proposals = torch.stack([random_boxes(sum(per_level), 120, 90, gen) for _ in range(b)])
+    logits = torch.randn(b, sum(per_level), generator=gen)
+    sizes = [(90, 120), (80, 120), (90, 100)]
+    by_group = filter_proposals(rpn, proposals, logits, sizes, per_level, mark_invalid=True, padded=True)
+    monkeypatch.setattr(fastpath, "CPU_NMS_BY_GROUP", False)
+    at_once = filter_proposals(rpn, proposals, logits, sizes, per_level, mark_invalid=True, padded=True)
+    assert torch.equal(at_once, by_group)
+    assert (by_group[..., 0] >= 0).sum(1).min() > 50  # many boxes survive: the comparison means something
+
+
+def test_pad_targets_is_computed_once_per_targets_list_and_not_held_after_the_step():
+    """The RPN and the ROI heads of a step pad the same targets list: the second call reuses the first's
+    tensors; another list (the next step's) is padded anew; after a training forward nothing is held."""
+    t = [{"boxes": torch.tensor([[1.0, 2.0, 5.0, 6.0]]), "labels": torch.tensor([2])},
+         {"boxes": torch.zeros((0, 4)), "labels": torch.zeros((0,), dtype=torch.int64)}]
+    first = fasttrain.pad_targets(t, torch.device("cpu"))
+    assert fasttrain.pad_targets(t, torch.device("cpu")) is first
+    other = fasttrain.pad_targets([dict(d) for d in t], torch.device("cpu"))
+    assert other is not first and all(torch.equal(a, b) for a, b in zip(other, first))
+    assert first[2].tolist() == [[True], [False]] and first[0][1].tolist() == [[0.0, 0.0, 1.0, 1.0]]
+    model = build_model({"arch": "maskrcnn", "backbone": "resnet18", "norm": "bn", "heads": "light",
+                         "num_classes": 3, "min_size": 64, "max_size": 96}).train()
+    gen = torch.Generator().manual_seed(2)
+    boxes = random_boxes(3, 96, 64, gen)
+    masks = torch.zeros(3, 64, 96, dtype=torch.uint8)
+    masks[:, 10:40, 10:50] = 1
+    model([torch.rand(3, 64, 96, generator=gen)], [{"boxes": boxes, "labels": torch.tensor([1, 2, 1]), "masks": masks}])
+    assert fasttrain._last_padded == [None, None, None]

@@ -255,6 +255,8 @@ def _nms_per_group(boxes, scores, groups, iou: float):
 
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    if groups is None:  # the caller offset the groups apart already (for a whole batch at once)
+        return nms(boxes, scores, iou)
     if boxes.device.type == "cpu" and CPU_NMS_BY_GROUP:
         # on a CPU the NMS is the O(n^2) work itself, not host overhead: torchvision's choice (one NMS
         # per group above 4,000 boxes) is the faster one there. Same boxes either way.
@@ -423,7 +425,7 @@ def rpn_proposals(rpn, images, features: dict) -> list:
 
 
 def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int, int]], per_level: list,
-                     mark_invalid: bool = False) -> list:
+                     mark_invalid: bool = False, padded: bool = False):
     """``RegionProposalNetwork.filter_proposals`` for B×A decoded ``proposals`` and (detached)
     ``objectness`` logits: top-N per level, clipping, small-box and score tests are one op each
     for all images, and only the NMS and the top-N cut stay per image (torchvision: ~25 ops per
@@ -433,7 +435,9 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
     before the NMS (a ``nonzero``, so a host synchronisation, per image), rank them last in it,
     where they can suppress nothing valid, and return any that survive the top-N cut as
     ``[-1, -1, -1, -1]``, which :class:`~yeay_nb.fasttrain.BatchedRoIHeads` ignores. The valid
-    boxes are torchvision's, in its order."""
+    boxes are torchvision's, in its order. With ``padded`` too, the boxes come as one B×L×4 tensor,
+    each image's rows followed by ``-1`` rows up to the longest (what the batched ROI heads pad the
+    list to anyway), gathered in one go instead of ~10 ops an image."""
     import torch
     from torchvision.ops import boxes as box_ops
 
@@ -477,7 +481,22 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
         order, kept, counts = dense_nms_top_n(boxes, scores, levels, valid, rpn.nms_thresh, top_n)
         return list(boxes.gather(1, order[..., None].expand(-1, -1, 4))[kept].split(counts))
     if mark_invalid:
-        keeps = nms_images([(boxes[i], ranked[i], levels[i]) for i in range(b)], rpn.nms_thresh)
+        if boxes.device.type == "cpu" and CPU_NMS_BY_GROUP:  # see _nms_per_group
+            jobs = [(boxes[i], ranked[i], levels[i]) for i in range(b)]
+        else:  # _nms_per_group's coordinate offsets for all images at once (~7 ops an image there)
+            shifted = boxes + (levels.to(boxes) * (boxes.amax(dim=(1, 2)) + 1)[:, None])[..., None]
+            jobs = [(shifted[i], ranked[i], None) for i in range(b)]
+        keeps = nms_images(jobs, rpn.nms_thresh)
+        if padded:
+            from torch.nn.utils.rnn import pad_sequence
+
+            # padding points at an extra candidate that is -1 and invalid: one gather for the batch
+            n = boxes.shape[1]
+            idx = pad_sequence([k[:top_n] for k in keeps], batch_first=True, padding_value=n)
+            boxes = torch.cat([boxes, boxes.new_full((b, 1, 4), -1.0)], dim=1)
+            valid = torch.cat([valid, valid.new_zeros((b, 1))], dim=1)
+            picked = boxes.gather(1, idx[..., None].expand(-1, -1, 4))
+            return torch.where(valid.gather(1, idx)[..., None], picked, -1.0)
         for i, keep in enumerate(keeps):
             keep = keep[:top_n]
             out.append(torch.where(valid[i, keep, None], boxes[i, keep], -1.0))

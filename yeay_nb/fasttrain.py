@@ -36,6 +36,8 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import RoIHeads, project_masks_on_boxes
 from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.ops import MultiScaleRoIAlign, roi_align
@@ -50,10 +52,23 @@ except ImportError:  # pragma: no cover
 BELOW, BETWEEN = -1, -2  # torchvision's Matcher.BELOW_LOW_THRESHOLD / BETWEEN_THRESHOLDS
 
 
+_last_padded: list = [None, None, None]  # targets list, device, pad_targets' result: the RPN's, for the ROI heads
+
+
 def pad_targets(targets: list[dict], device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Ground truth as B×G tensors: boxes (padding: a unit box, so encodings stay finite),
     labels (padding 0) and a validity mask. G is the largest count in the batch (at least 1).
-    Built from device tensors only (a tensor made from Python numbers would be a synchronising copy)."""
+    Built from device tensors only (a tensor made from Python numbers would be a synchronising copy).
+    The RPN and the ROI heads of one step get the same ``targets`` list: the second call returns the
+    first one's tensors (~4 ops an image saved; the list is held, so its ``is`` cannot be a new one)."""
+    if _last_padded[0] is targets and _last_padded[1] == device:
+        return _last_padded[2]
+    out = _pad_targets(targets, device)
+    _last_padded[:] = [targets, device, out]
+    return out
+
+
+def _pad_targets(targets: list[dict], device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from torch.nn.utils.rnn import pad_sequence
 
     g = max([len(t["boxes"]) for t in targets] + [1])
@@ -119,6 +134,35 @@ def sample(positive: torch.Tensor, negative: torch.Tensor, per_image: int, fract
     return pos_idx, n_pos, neg_idx, n_neg
 
 
+def flat_picks(pos_idx: torch.Tensor, n_pos: torch.Tensor, neg_idx: torch.Tensor, n_neg: torch.Tensor, n: int,
+               n_pos_h: list[int], n_neg_h: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sampled ROIs as indices into the B·N flattened candidates: ``flat`` image by image, each
+    image's positives first (``cat`` over images of ``(pos_i, neg_i)``), and ``flat_pos``, the positives
+    alone in the same order. ``n_pos_h`` / ``n_neg_h`` are the counts already read to the host.
+
+    One scatter each, into a slot per pick plus a spare slot that the unused entries of the padded
+    index tensors all write to: a handful of ops for the batch, where slicing per image took ~6 ops
+    an image (~100 at 16 images, each a launch and host time in a host-bound forward), and no
+    synchronisation (a boolean index would be one)."""
+    b, kp = pos_idx.shape
+    kn = neg_idx.shape[1]
+    device = pos_idx.device
+    src_pos = pos_idx + torch.arange(b, device=device)[:, None] * n
+    src_neg = neg_idx + torch.arange(b, device=device)[:, None] * n
+    col_pos, col_neg = torch.arange(kp, device=device)[None, :], torch.arange(kn, device=device)[None, :]
+    take_pos, take_neg = col_pos < n_pos[:, None], col_neg < n_neg[:, None]
+    total_pos, total = sum(n_pos_h), sum(n_pos_h) + sum(n_neg_h)
+    count = n_pos + n_neg
+    start = torch.cumsum(count, 0) - count  # image i's first slot in ``flat``
+    dest = torch.cat([torch.where(take_pos, start[:, None] + col_pos, total),
+                      torch.where(take_neg, (start + n_pos)[:, None] + col_neg, total)], dim=1)
+    flat = src_pos.new_empty(total + 1).scatter_(0, dest.reshape(-1), torch.cat([src_pos, src_neg], 1).reshape(-1))
+    start_pos = torch.cumsum(n_pos, 0) - n_pos
+    dest_pos = torch.where(take_pos, start_pos[:, None] + col_pos, total_pos)
+    flat_pos = src_pos.new_empty(total_pos + 1).scatter_(0, dest_pos.reshape(-1), src_pos.reshape(-1))
+    return flat[:total], flat_pos[:total_pos]
+
+
 def picked(idx: torch.Tensor, count: torch.Tensor, n: int) -> torch.Tensor:
     """B×n mask of the first ``count[i]`` entries of ``idx[i]`` (see :func:`sample`)."""
     take = torch.arange(idx.shape[1], device=idx.device)[None, :] < count[:, None]
@@ -133,7 +177,7 @@ class BatchedRPN(RegionProposalNetwork):
             return super().forward(images, features, targets)
         objectness, deltas, anchors, per_level, proposals = rpn_outputs(self, images, features)
         boxes = filter_proposals(self, proposals, objectness.detach(), images.image_sizes, per_level,
-                                 mark_invalid=True)
+                                 mark_invalid=True, padded=True)
         return boxes, self.losses(objectness, deltas, anchors[0], targets)
 
     def losses(self, objectness: torch.Tensor, deltas: torch.Tensor, anchors: torch.Tensor,
@@ -164,13 +208,17 @@ class BatchedRoIHeads(RoIHeads):
 
     def forward(self, features: dict, proposals: list, image_shapes: list, targets: Optional[list[dict]] = None):
         if not self.training or targets is None or self.has_keypoint():
+            if torch.is_tensor(proposals):  # BatchedRPN's padded B×L×4 training proposals
+                proposals = [p[p[:, 0] >= 0] for p in proposals]
             return super().forward(features, proposals, image_shapes, targets)
-        device = proposals[0].device
-        gt, gt_labels, gt_valid = pad_targets(targets, device)
-        b = len(proposals)
         # candidates: each image's proposals (padded with -1 boxes; real ones are clipped to >= 0, and
-        # BatchedRPN marks the too-small ones -1 too) followed by its ground-truth boxes
-        padded = torch.nn.utils.rnn.pad_sequence(proposals, batch_first=True, padding_value=-1.0)
+        # BatchedRPN marks the too-small ones -1 too; it pads them to B×L×4 already) followed by its
+        # ground-truth boxes
+        padded = (proposals if torch.is_tensor(proposals)
+                  else torch.nn.utils.rnn.pad_sequence(proposals, batch_first=True, padding_value=-1.0))
+        device = padded.device
+        gt, gt_labels, gt_valid = pad_targets(targets, device)
+        b = len(padded)
         cand = torch.cat([padded, gt], dim=1)
         cand_valid = torch.cat([padded[..., 0] >= 0, gt_valid], dim=1)
         n = cand.shape[1]
@@ -183,28 +231,25 @@ class BatchedRoIHeads(RoIHeads):
                                                 sampler.batch_size_per_image, sampler.positive_fraction)
         # the one host read of the step here: how many ROIs each image contributes
         n_pos_h, n_neg_h = torch.stack([n_pos, n_neg]).tolist()
-        offsets = torch.arange(b, device=device)[:, None] * n
-        flat_pos = [(pos_idx[i, :k] + offsets[i]) for i, k in enumerate(n_pos_h)]
-        flat = torch.cat([t for i in range(b) for t in (flat_pos[i], neg_idx[i, :n_neg_h[i]] + offsets[i])])
+        flat, pos_flat = flat_picks(pos_idx, n_pos, neg_idx, n_neg, n, n_pos_h, n_neg_h)
         per_image = [p + q for p, q in zip(n_pos_h, n_neg_h)]
         rois = cand.reshape(-1, 4)[flat]
         roi_labels = labels.reshape(-1)[flat]
         roi_gt = gt.reshape(-1, 4)[(matches.clamp(min=0) + torch.arange(b, device=device)[:, None] * gt.shape[1])
                                    .reshape(-1)[flat]]
-        x = self.box_head(self.box_roi_pool(features, list(rois.split(per_image)), image_shapes))
+        x = self.box_head(_pool(self.box_roi_pool, features, rois, flat // n, per_image, image_shapes))
         class_logits, box_regression = self.box_predictor(x)
         losses = self.box_losses(class_logits, box_regression, roi_labels,
                                  self.box_coder.encode_single(roi_gt, rois))
         if self.has_mask():
-            # positives come first in each image's slice of ``flat``
-            pos_flat = torch.cat(flat_pos)
             mask_rois = cand.reshape(-1, 4)[pos_flat]
-            x = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, list(mask_rois.split(n_pos_h)),
-                                                                      image_shapes)))
+            x = self.mask_predictor(self.mask_head(_pool(self.mask_roi_pool, features, mask_rois, pos_flat // n,
+                                                         n_pos_h, image_shapes)))
             gt_index = matches.reshape(-1)[pos_flat]
             mask_targets = [project_masks_on_boxes(t["masks"], r, i, x.shape[-1])
                             for t, r, i in zip(targets, mask_rois.split(n_pos_h), gt_index.split(n_pos_h))]
             losses["loss_mask"] = self.mask_loss(x, labels.reshape(-1)[pos_flat], torch.cat(mask_targets))
+        _last_padded[:] = [None, None, None]  # the step's targets are not held past it
         return [], losses
 
     def box_losses(self, class_logits, box_regression, labels, regression_targets) -> dict:
@@ -228,22 +273,38 @@ class BatchedRoIHeads(RoIHeads):
         return F.binary_cross_entropy_with_logits(logits, mask_targets)
 
 
+def _pool(pooler, features: dict, rois: torch.Tensor, image_index: torch.Tensor, per_image: list[int],
+          image_shapes: list):
+    """``pooler`` on the B-image batch's ``rois`` (K×4, image by image; ``image_index`` K) without
+    splitting them into a list per image when it can take them whole."""
+    if isinstance(pooler, BatchedRoIAlign) and _setup_scales is not None:
+        return pooler.pool_rois(features, torch.cat([image_index[:, None].to(rois.dtype), rois], dim=1),
+                                image_shapes)
+    return pooler(features, list(rois.split(per_image)), image_shapes)
+
+
 class BatchedRoIAlign(MultiScaleRoIAlign):
     """torchvision's ``MultiScaleRoIAlign`` with one host read per call: it finds each FPN level's
     ROIs with a ``nonzero`` per level (4 synchronisations per pooler call); here the ROIs are
-    sorted by level once and the level sizes read back together. Same values, same gradients."""
+    sorted by level once and the level sizes read back together. Same values, same gradients.
+    :meth:`pool_rois` takes the batch's ROIs as one K×5 tensor: torchvision's list per image costs
+    ~10 ops an image (its batch-index column and its level mapping, image by image)."""
 
     def forward(self, x: dict, boxes: list, image_shapes: list):
         if _setup_scales is None:  # pragma: no cover - a torchvision without its helpers: its own code
             return super().forward(x, boxes, image_shapes)
+        return self.pool_rois(x, _convert_to_roi_format(boxes), image_shapes)
+
+    def pool_rois(self, x: dict, rois: torch.Tensor, image_shapes: list):
+        """The pooled features of K×5 ``rois`` (image index, x0, y0, x1, y1), as ``forward`` gives."""
         feats = _filter_input(x, self.featmap_names)
         if self.scales is None or self.map_levels is None:
             self.scales, self.map_levels = _setup_scales(feats, image_shapes, self.canonical_scale,
                                                          self.canonical_level)
-        if len(feats) == 1:
-            return super().forward(x, boxes, image_shapes)
-        rois = _convert_to_roi_format(boxes)
-        levels = self.map_levels(boxes)
+        if len(feats) == 1:  # torchvision's one-level case
+            return roi_align(feats[0], rois, output_size=self.output_size, spatial_scale=self.scales[0],
+                             sampling_ratio=self.sampling_ratio)
+        levels = self.map_levels([rois[:, 1:]])
         order = torch.argsort(levels, stable=True)
         counts = torch.bincount(levels, minlength=len(feats)).tolist()
         result = torch.zeros((len(rois), feats[0].shape[1], *self.output_size), dtype=feats[0].dtype,
@@ -257,6 +318,26 @@ class BatchedRoIAlign(MultiScaleRoIAlign):
                 result[idx] = pooled.to(result.dtype)  # autocast may give levels different dtypes
             start += n
         return result
+
+
+class CachedAnchorGenerator(AnchorGenerator):
+    """torchvision's anchors, made once per padded batch size, feature-map sizes, dtype and device,
+    the only things they depend on: torchvision builds them again at every call, image by image
+    (~120 ops a step at 16 images and five levels). Every image of a batch gets the same tensor
+    (torchvision gives equal copies; no caller writes to them). A few dozen sizes at most occur in
+    a run (train scales × landscape/portrait); the cache starts over if it ever holds 64."""
+
+    def forward(self, image_list: ImageList, feature_maps: list) -> list:
+        key = (tuple(image_list.tensors.shape[-2:]), tuple(tuple(f.shape[-2:]) for f in feature_maps),
+               feature_maps[0].dtype, feature_maps[0].device)
+        cache = self.__dict__.setdefault("_anchor_cache", {})  # not in __init__: install() swaps the class
+        anchors = cache.get(key)
+        if anchors is None:
+            if len(cache) >= 64:
+                cache.clear()
+            one = ImageList(image_list.tensors[:1], list(image_list.image_sizes[:1]))
+            anchors = cache[key] = super().forward(one, feature_maps)[0]
+        return [anchors] * len(image_list.image_sizes)
 
 
 class _OneTargetCheck:
@@ -299,7 +380,8 @@ class BatchedMaskRCNN(_OneTargetCheck, MaskRCNN):
 _SWAPS = ((lambda m: m.rpn, RegionProposalNetwork, BatchedRPN), (lambda m: m.roi_heads, RoIHeads, BatchedRoIHeads),
           (lambda m: m, FasterRCNN, BatchedFasterRCNN), (lambda m: m, MaskRCNN, BatchedMaskRCNN),
           (lambda m: m.roi_heads.box_roi_pool, MultiScaleRoIAlign, BatchedRoIAlign),
-          (lambda m: getattr(m.roi_heads, "mask_roi_pool", None), MultiScaleRoIAlign, BatchedRoIAlign))
+          (lambda m: getattr(m.roi_heads, "mask_roi_pool", None), MultiScaleRoIAlign, BatchedRoIAlign),
+          (lambda m: m.rpn.anchor_generator, AnchorGenerator, CachedAnchorGenerator))
 
 
 def logit_adjustment(class_counts: list[int], tau: float) -> torch.Tensor:

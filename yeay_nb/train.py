@@ -460,7 +460,8 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                     data_share = window_wait / max(now - window_t, 1e-9)
                     window_imgs, window_t, window_wait, window_iters = 0, now, 0.0, 0
                     total = sum(vals.values())
-                    bar.set_postfix(loss=f"{total:.3f}", img_s=f"{ips:.1f}", lr=f"{lr:.2g}")
+                    bar.set_postfix(loss=f"{total:.3f}", img_s=f"{ips:.1f}", lr=f"{lr:.2g}",
+                                    data=f"{min(data_share, 1.0):.0%}")  # share of time waiting for the loader
                     if d.main:
                         rec = {"iteration": it, "lr": lr, "loss": total, **vals, "img_per_s": ips,
                                "data_s": data_s, "data_share": min(data_share, 1.0),

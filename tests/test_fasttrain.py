@@ -372,6 +372,12 @@ def test_rpn_nms_with_the_batch_offset_at_once_keeps_what_the_per_image_offsets_
     at_once = filter_proposals(rpn, proposals, logits, sizes, per_level, mark_invalid=True, padded=True)
     assert torch.equal(at_once, by_group)
     assert (by_group[..., 0] >= 0).sum(1).min() > 50  # many boxes survive: the comparison means something
+    # the per-image path's offsets (the GPU's choice) keep what torchvision's batched_nms keeps, too
+    from torchvision.ops import batched_nms
+
+    levels = torch.arange(3).repeat_interleave(torch.tensor(per_level))
+    assert torch.equal(fastpath._nms_per_group(proposals[0], logits[0], levels, 0.5),
+                       batched_nms(proposals[0], logits[0], levels, 0.5))
 
 
 def test_pad_targets_is_computed_once_per_targets_list_and_not_held_after_the_step():

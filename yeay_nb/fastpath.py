@@ -247,6 +247,13 @@ def to_image_list(frames: Sequence[np.ndarray], original_size: tuple[int, int], 
 
 
 # --------------------------------------------------------------------------- forward
+def offset_by_group(boxes, groups):
+    """``boxes`` (..., N, 4) moved apart by ``groups`` (..., N) so that boxes of different groups never
+    overlap: torchvision's ``batched_nms`` coordinate trick, for one image or a batch (each image offset
+    by its own largest coordinate)."""
+    return boxes + groups.to(boxes)[..., None] * (boxes.amax(dim=(-2, -1), keepdim=True) + 1)
+
+
 def _nms_per_group(boxes, scores, groups, iou: float):
     """``torchvision.ops.batched_nms`` by its coordinate-offset strategy at any size (torchvision
     falls back to a Python loop over the groups above 5,000 boxes: ~90 NMS calls for COCO classes)."""
@@ -261,8 +268,7 @@ def _nms_per_group(boxes, scores, groups, iou: float):
         # on a CPU the NMS is the O(n^2) work itself, not host overhead: torchvision's choice (one NMS
         # per group above 4,000 boxes) is the faster one there. Same boxes either way.
         return batched_nms(boxes, scores, groups, iou)
-    offsets = groups.to(boxes) * (boxes.max() + 1)
-    return nms(boxes + offsets[:, None], scores, iou)
+    return nms(offset_by_group(boxes, groups), scores, iou)
 
 
 def dense_nms(boxes, scores, groups, valid, iou: float, *, chunk_entries: int | None = None, check_every: int = 4):
@@ -484,7 +490,7 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
         if boxes.device.type == "cpu" and CPU_NMS_BY_GROUP:  # see _nms_per_group
             jobs = [(boxes[i], ranked[i], levels[i]) for i in range(b)]
         else:  # _nms_per_group's coordinate offsets for all images at once (~7 ops an image there)
-            shifted = boxes + (levels.to(boxes) * (boxes.amax(dim=(1, 2)) + 1)[:, None])[..., None]
+            shifted = offset_by_group(boxes, levels)
             jobs = [(shifted[i], ranked[i], None) for i in range(b)]
         keeps = nms_images(jobs, rpn.nms_thresh)
         if padded:

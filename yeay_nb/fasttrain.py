@@ -147,8 +147,8 @@ def flat_picks(pos_idx: torch.Tensor, n_pos: torch.Tensor, neg_idx: torch.Tensor
     b, kp = pos_idx.shape
     kn = neg_idx.shape[1]
     device = pos_idx.device
-    src_pos = pos_idx + torch.arange(b, device=device)[:, None] * n
-    src_neg = neg_idx + torch.arange(b, device=device)[:, None] * n
+    offsets = torch.arange(b, device=device)[:, None] * n
+    src_pos, src_neg = pos_idx + offsets, neg_idx + offsets
     col_pos, col_neg = torch.arange(kp, device=device)[None, :], torch.arange(kn, device=device)[None, :]
     take_pos, take_neg = col_pos < n_pos[:, None], col_neg < n_neg[:, None]
     total_pos, total = sum(n_pos_h), sum(n_pos_h) + sum(n_neg_h)

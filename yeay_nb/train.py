@@ -457,14 +457,14 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                     now = time.perf_counter()
                     ips = window_imgs / max(now - window_t, 1e-9)
                     data_s = window_wait / max(window_iters, 1)
-                    data_share = window_wait / max(now - window_t, 1e-9)
+                    data_share = min(window_wait / max(now - window_t, 1e-9), 1.0)
                     window_imgs, window_t, window_wait, window_iters = 0, now, 0.0, 0
                     total = sum(vals.values())
                     bar.set_postfix(loss=f"{total:.3f}", img_s=f"{ips:.1f}", lr=f"{lr:.2g}",
-                                    data=f"{min(data_share, 1.0):.0%}")  # share of time waiting for the loader
+                                    data=f"{data_share:.0%}")  # share of time waiting for the loader
                     if d.main:
                         rec = {"iteration": it, "lr": lr, "loss": total, **vals, "img_per_s": ips,
-                               "data_s": data_s, "data_share": min(data_share, 1.0),
+                               "data_s": data_s, "data_share": data_share,
                                "time": elapsed_before + (now - t0), "images_skipped": skipped}
                         with open(metrics_path, "ab") as f:
                             f.write(orjson.dumps(rec) + b"\n")

@@ -272,12 +272,15 @@ def test_marked_invalid_proposals_suppress_no_valid_one():
     assert marked[marked[:, 0] >= 0].tolist() == plain.tolist()
     # padded (what BatchedRPN hands the batched ROI heads): the list padded with -1 rows, for images
     # that keep different numbers of boxes
+    # (the third image keeps one box, not its first: its padding must not become its first box)
     two = torch.cat([proposals, torch.tensor([[[0.0, 0.0, 20.0, 20.0], [60.0, 0.0, 80.0, 30.0],
-                                               [0.0, 60.0, 30.0, 90.0]]])])
-    logits2 = torch.cat([logits, torch.tensor([[1.0, 0.5, 0.2]])])
-    as_list = filter_proposals(rpn, two, logits2, [(100, 100)] * 2, [3], mark_invalid=True)
-    assert [len(p) for p in as_list] == [2, 3]
-    padded = filter_proposals(rpn, two, logits2, [(100, 100)] * 2, [3], mark_invalid=True, padded=True)
+                                               [0.0, 60.0, 30.0, 90.0]],
+                                              [[10.0, 10.0, 50.0, 50.0], [11.0, 11.0, 50.0, 50.0],
+                                               [10.0, 10.0, 51.0, 51.0]]])])
+    logits2 = torch.cat([logits, torch.tensor([[1.0, 0.5, 0.2], [0.1, 2.0, 1.0]])])
+    as_list = filter_proposals(rpn, two, logits2, [(100, 100)] * 3, [3], mark_invalid=True)
+    assert [len(p) for p in as_list] == [2, 3, 1]
+    padded = filter_proposals(rpn, two, logits2, [(100, 100)] * 3, [3], mark_invalid=True, padded=True)
     assert torch.equal(padded, torch.nn.utils.rnn.pad_sequence(as_list, batch_first=True, padding_value=-1.0))
 
 

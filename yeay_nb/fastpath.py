@@ -399,7 +399,8 @@ def nms_images(jobs: Sequence[tuple], iou: float) -> list:
             out[i] = keep
         for i in range(k, len(jobs), len(streams)):
             for t in jobs[i]:
-                t.record_stream(stream)  # read on a side stream: no reuse of its memory before that is done
+                if t is not None:  # the group ids are None where the boxes come offset already
+                    t.record_stream(stream)  # read on a side stream: no reuse of its memory before that is done
     return out
 
 

@@ -13,7 +13,8 @@ issue's reference loop; it was float32 before 2026-11-27, a weaker baseline). Ou
 :func:`yeay_nb.train.train` (uint8 decode with libjpeg-turbo, pinned memory, aspect-grouped
 batches, bf16 autocast on CUDA, training targets for the whole batch at once:
 ``yeay_nb.fasttrain``); its img/s is read from ``metrics.jsonl``.
-``--heads-ablation`` also runs ours with torchvision's per-image target code; ``--profile-out DIR``
+``--heads-ablation`` also runs ours with torchvision's per-image target code; ``--cuda-graphs N``
+with the backbone as CUDA graphs (``train.cuda_graph_shapes``); ``--profile-out DIR``
 runs ours once more under torch.profiler (``train.profile_iters``) for 3 iterations and, on a GPU,
 splits the trace into forward and backward with the GPU's idle time in each (``trace_phases.py``).
 Prints one json line with both sides and the ratio.
@@ -92,12 +93,12 @@ def naive_loop(args, coco_json: Path, cfg: dict, device: torch.device) -> float:
 
 
 def ours(args, coco_json: Path, out: Path, batched_heads: bool = True, profile_iters=None,
-         low_precision_gn: bool = True) -> tuple[float, float]:
+         low_precision_gn: bool = True, graph_shapes: int = 0) -> tuple[float, float]:
     """(img/s, share of the time the loop waited for its loader) over the window after the warm-up."""
     from yeay_nb.params import params_from_dict
     from yeay_nb.train import read_metrics, train
 
-    run_dir = out / f"ours{int(batched_heads)}{int(low_precision_gn)}{'_profiled' if profile_iters else ''}"
+    run_dir = out / f"ours{int(batched_heads)}{int(low_precision_gn)}g{graph_shapes}{'_profiled' if profile_iters else ''}"
     p = params_from_dict({"work_dir": str(out), "train": {
         "model": args.model, "backbone": args.backbone, "norm": args.norm, "weights": "none", "base_lr": 0.001,
         "max_iter": args.iters + args.warmup, "steps": [10**6], "warmup_iters": 0, "ims_per_gpu": args.batch,
@@ -106,7 +107,7 @@ def ours(args, coco_json: Path, out: Path, batched_heads: bool = True, profile_i
         "snapshot_iters": 10**6, "log_every": max(1, args.warmup), "skip_test": True, "coco_json": str(coco_json),
         "output_dir": str(run_dir), "cpu_threads": args.cpu_threads,
         "batched_heads": batched_heads, "profile_iters": profile_iters,
-        "low_precision_group_norm": low_precision_gn}})
+        "low_precision_group_norm": low_precision_gn, "cuda_graph_shapes": graph_shapes}})
     train(p, progress=False)
     if profile_iters:  # the trace and its table, beside the other results (the trace gzipped: ~10x smaller)
         import gzip
@@ -156,6 +157,9 @@ def main() -> None:
                     help="also run ours with train.batched_heads false (torchvision's per-image targets)")
     ap.add_argument("--gn-ablation", action="store_true",
                     help="also run ours with train.low_precision_group_norm false (GroupNorm in float32)")
+    ap.add_argument("--cuda-graphs", type=int, default=0, metavar="N",
+                    help="also run ours with train.cuda_graph_shapes N (the backbone as CUDA graphs; GPU only); "
+                         "the profile run then uses them too")
     ap.add_argument("--profile-out", type=Path, default=None,
                     help="also run ours once more with train.profile_iters over 3 iterations after the warm-up "
                          "and copy the trace (.json.gz) and its op table (.txt) here")
@@ -184,9 +188,12 @@ def main() -> None:
         # the same trainer with torchvision's per-image target code: what the batched heads add
         ips_tv_heads = ours(args, coco_json, tmp, batched_heads=False)[0] if args.heads_ablation else None
         ips_gn32 = ours(args, coco_json, tmp, low_precision_gn=False)[0] if args.gn_ablation else None
+        # the backbone as CUDA graphs (yeay_nb.cudagraphs), run after the eager "ours" above
+        ips_graphs, wait_graphs = ours(args, coco_json, tmp, graph_shapes=args.cuda_graphs) if args.cuda_graphs \
+            else (None, None)
         phases = None
         if args.profile_out:  # a separate run: the profiler's overhead stays out of the img/s above
-            ours(args, coco_json, tmp, profile_iters=[args.warmup + 2, args.warmup + 5])
+            ours(args, coco_json, tmp, profile_iters=[args.warmup + 2, args.warmup + 5], graph_shapes=args.cuda_graphs)
             if device.type == "cuda":  # where the traced steps left the GPU idle: forward vs backward
                 from trace_phases import load_trace, phase_idle
 
@@ -198,6 +205,9 @@ def main() -> None:
                       "ours_loader_wait_share": round(wait_ours, 4),
                       "ours_torchvision_heads_img_per_s": ips_tv_heads and round(ips_tv_heads, 4),
                       "ours_float32_groupnorm_img_per_s": ips_gn32 and round(ips_gn32, 4),
+                      "ours_cuda_graphs_img_per_s": ips_graphs and round(ips_graphs, 4),
+                      "cuda_graphs_speedup": ips_graphs and round(ips_graphs / ips_naive, 3),
+                      "cuda_graphs_vs_ours": ips_graphs and round(ips_graphs / ips_ours, 3),
                       "profile_phases": phases,
                       "config": vars(args) | {"coco_json": str(coco_json)}}, default=str))
 

@@ -143,3 +143,68 @@ def test_channels_last_only_for_models_without_group_norm_and_both_share_one_inp
             assert len(sa) == len(sb) > 0
             assert np.allclose(np.sort(np.asarray(sa, dtype=np.float64)), np.sort(np.asarray(sb, dtype=np.float64)),
                                atol=1e-3)
+
+
+def _graph_loss(fn, x, params):
+    """The backbone's features, a loss on all of them, and the parameters' gradients (cloned: a
+    graph's gradient buffers are overwritten by its next replay)."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+        feats = fn(x)
+        loss = sum(f.float().square().mean() for f in feats.values())
+    grads = torch.autograd.grad(loss, params)
+    return [f.detach().float().clone() for f in feats.values()], [g.clone() for g in grads]
+
+
+def _close(a, b, rtol):
+    return all(((u - v).norm() <= rtol * v.norm() + 1e-6).item() for u, v in zip(a, b))
+
+
+def test_graphed_backbone_follows_the_weights_and_matches_the_eager_gradients():
+    from yeay_nb.cudagraphs import use_graphed_backbone
+    from yeay_nb.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"arch": "maskrcnn", "backbone": "resnet18", "norm": "gn", "num_classes": 8,
+                         "min_size": 256, "max_size": 384}).cuda().train()
+    graphs = use_graphed_backbone(model, max_shapes=2)
+    params = [p for p in model.backbone.parameters() if p.requires_grad]
+    xs = [torch.randn(2, 3, 256, 384, device="cuda"), torch.randn(2, 3, 256, 256, device="cuda"),
+          torch.randn(2, 3, 256, 320, device="cuda")]  # the third is beyond max_shapes: eager
+    first = None
+    for step in range(3):
+        for x in xs + xs[:1]:
+            want_f, want_g = _graph_loss(model.backbone, x, params)
+            got_f, got_g = _graph_loss(graphs, x, params)
+            assert _close(got_f, want_f, 1e-3) and _close(got_g, want_g, 1e-2), f"step {step}, {tuple(x.shape)}"
+            if first is None:
+                first = want_f
+        with torch.no_grad():  # an SGD step in place, as the trainer's optimizer does
+            for p, g in zip(params, want_g):
+                p.sub_(0.5 * g / (g.norm() + 1e-12) * p.norm().clamp(min=1e-3))
+    assert len(graphs.graphs) == 2 and graphs.eager_steps == 3
+    # the weights moved far more than the tolerance: a graph replaying stale weights would have failed
+    assert not _close(want_f, first, 0.05)
+
+
+def test_trainer_with_cuda_graphs_trains_and_evaluates(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from helpers_train import make_toy_coco
+
+    from yeay_nb.params import params_from_dict
+    from yeay_nb.train import read_metrics, train
+
+    coco = make_toy_coco(tmp_path / "toy", n_images=24, size=(160, 128))
+    p = params_from_dict({"work_dir": str(tmp_path), "train": {
+        "model": "maskrcnn", "backbone": "resnet18", "norm": "gn", "weights": "none", "base_lr": 0.01,
+        "max_iter": 12, "steps": [10**6], "warmup_iters": 2, "ims_per_gpu": 4, "reference_batch": 4,
+        "train_scales": [128, 160], "max_size": 256, "test_scale": 128, "test_max_size": 256, "num_workers": 2,
+        "log_every": 1, "coco_json": str(coco), "output_dir": str(tmp_path / "run"), "cuda_graph_shapes": 2}})
+    result = train(p, progress=False)
+    out = capsys.readouterr().out
+    assert "cuda graph 1/2 of the backbone" in out and "backbone shapes captured" in out
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert rows[-1]["iteration"] == 12 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    assert result.eval is not None and result.final_checkpoint.is_file()

@@ -342,7 +342,10 @@ class CachedAnchorGenerator(AnchorGenerator):
 
 class _OneTargetCheck:
     """``GeneralizedRCNN.forward`` in training with one degenerate-box check for the batch
-    (torchvision: one ``.any()``, so one host synchronisation, per image); otherwise the same."""
+    (torchvision: one ``.any()``, so one host synchronisation, per image); otherwise the same.
+    With :func:`yeay_nb.cudagraphs.use_graphed_backbone` the backbone runs as a CUDA graph."""
+
+    uses_graphed_backbone = True
 
     def forward(self, images, targets=None):
         if not self.training or targets is None:
@@ -361,7 +364,8 @@ class _OneTargetCheck:
                         box = t["boxes"][int(b.nonzero()[0])].tolist()
                         raise ValueError("All bounding boxes should have positive height and width. "
                                          f"Found invalid box {box} for target at index {i}.")
-        features = self.backbone(images.tensors)
+        graphed = self.__dict__.get("graphed_backbone")  # yeay_nb.cudagraphs (training on CUDA only)
+        features = (graphed or self.backbone)(images.tensors)
         if isinstance(features, torch.Tensor):
             features = OrderedDict([("0", features)])
         proposals, proposal_losses = self.rpn(images, features, targets)

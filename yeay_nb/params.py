@@ -179,6 +179,10 @@ class TrainParams:
     # float32 GroupNorm as autocast does by default (its loss curve differs beyond the seed noise:
     # benchmarks/RESULTS.md). Training only: checkpoints hold the same weights either way
     low_precision_group_norm: bool = True
+    # CUDA only: the backbone's forward and backward recorded as CUDA graphs for up to this many batch
+    # shapes and replayed each step (yeay_nb.cudagraphs; the step is host-bound on fast GPUs); later
+    # shapes run eagerly. One process only for now (not yet measured under DDP). 0: off
+    cuda_graph_shapes: int = 0
     clip_grad_norm: Optional[float] = 10.0
     amp: Literal["auto", "bf16", "none"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     num_workers: int = 2
@@ -496,6 +500,11 @@ def _check(p: Params, file: str) -> None:
     if t.class_logit_adjust and not t.batched_heads:
         raise ParamsError("needs train.batched_heads: true (the adjusted loss lives in the batched ROI heads)",
                           file=file, key="train.class_logit_adjust")
+    if t.cuda_graph_shapes < 0:
+        raise ParamsError(f"must be >= 0 (0: off), got {t.cuda_graph_shapes}", file=file, key="train.cuda_graph_shapes")
+    if t.cuda_graph_shapes and not t.batched_heads:
+        raise ParamsError("needs train.batched_heads: true (the batched model dispatches its backbone to the graphs)",
+                          file=file, key="train.cuda_graph_shapes")
     if t.ema_decay is not None and not 0 < t.ema_decay < 1:
         raise ParamsError(f"must be in (0, 1) (or null: off), got {t.ema_decay}", file=file, key="train.ema_decay")
     if t.anchor_ratios is not None and (not t.anchor_ratios or min(t.anchor_ratios) <= 0):

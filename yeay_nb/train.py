@@ -256,9 +256,11 @@ class _StepProfiler:
         print(f"profile of iterations {start + 1}-{stop}: {base}.json / .txt", flush=True)
 
 
-def _amp_context(amp: str, device: torch.device):
+def _amp_context(amp: str, device: torch.device, cache: bool = True):
+    """bf16 autocast per ``amp``; ``cache=False`` for CUDA graphs (a cached weight cast would be
+    captured once and then go stale)."""
     if device.type == "cuda" and amp in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
     if amp == "bf16" and device.type == "cpu":
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
@@ -361,6 +363,17 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
         if d.world_size > 1:
             ddp_kw = {"device_ids": [d.device.index]} if d.device.type == "cuda" else {}
             model = torch.nn.parallel.DistributedDataParallel(model, **ddp_kw)
+        graphs = None
+        if t.cuda_graph_shapes and d.device.type == "cuda":
+            if d.world_size > 1:
+                if d.main:
+                    print("train.cuda_graph_shapes: ignored under DDP (one process only for now)", flush=True)
+            else:
+                from .cudagraphs import use_graphed_backbone
+
+                graphs = use_graphed_backbone(model, t.cuda_graph_shapes, log=lambda m: print(m, flush=True))
+        elif t.cuda_graph_shapes and d.main:
+            print(f"train.cuda_graph_shapes: ignored on {d.device.type} (CUDA only)", flush=True)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(trainable, lr=sched.lr, momentum=t.momentum, weight_decay=t.weight_decay)
         if state is not None and state.get("optimizer"):
@@ -422,7 +435,7 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                 for g in optimizer.param_groups:
                     g["lr"] = lr
                 images, targets = to_device(images, targets, d.device)
-                with _amp_context(t.amp, d.device):
+                with _amp_context(t.amp, d.device, cache=graphs is None):
                     losses = model(images, targets)
                 loss = sum(losses.values())
                 # one host sync per step: agree across ranks on "finite" and on the clock,
@@ -436,6 +449,8 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                     vals = {k: float(v.detach()) for k, v in losses.items()}
                     term = next((k for k, v in vals.items() if not math.isfinite(v)), "loss (another rank)")
                     raise NonFiniteLossError(it + 1, term, vals.get(term, float("nan")))
+                # set_to_none: with CUDA graphs .grad may be the graph's own buffer (zeroing it in
+                # place would double the next step's gradient; yeay_nb.cudagraphs)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if t.clip_grad_norm:
@@ -484,6 +499,12 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
             bar.close()
             profiler.close()  # a window the run did not reach the end of
             del loader
+        if graphs is not None:  # evaluation runs eagerly: give the graphs' memory back first
+            from .cudagraphs import drop_graphed_backbone
+
+            if d.main:
+                print(graphs.summary(), flush=True)
+            drop_graphed_backbone(model)
         train_time = elapsed_before + (time.perf_counter() - t0)
         if paused and (it >= sched.max_iter or (sched.time_budget_s and train_time >= sched.time_budget_s)):
             # the pause came with the schedule's end: finish (and evaluate) now, not on a rerun

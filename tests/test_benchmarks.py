@@ -46,8 +46,11 @@ def test_bench_scaling_tiny_trains_and_shards_over_two_cpu_processes(tmp_path):
 
 def test_bench_train_tiny_reports_both_sides(tmp_path):
     res = _last_json(_run(["benchmarks/bench_train.py", "--tiny", "--iters", "3", "--warmup", "1", "--norm", "gn",
-                           "--heads-ablation", "--gn-ablation", "--profile-out", str(tmp_path / "prof")]))
+                           "--heads-ablation", "--gn-ablation", "--cuda-graphs", "2", "--profile-out", str(tmp_path / "prof")]))
     assert res["naive_img_per_s"] > 0 and res["ours_img_per_s"] > 0 and res["ours_torchvision_heads_img_per_s"] > 0
+    # on a CPU the graphs are ignored (CUDA only): the run and its ratios still come out
+    assert res["ours_cuda_graphs_img_per_s"] > 0 and res["config"]["cuda_graphs"] == 2
+    assert res["cuda_graphs_vs_ours"] == pytest.approx(res["ours_cuda_graphs_img_per_s"] / res["ours_img_per_s"], rel=0.02)
     assert res["ours_float32_groupnorm_img_per_s"] > 0 and res["config"]["norm"] == "gn"
     assert res["speedup"] == pytest.approx(res["ours_img_per_s"] / res["naive_img_per_s"], rel=0.02)
     assert 0 <= res["ours_loader_wait_share"] <= 1

@@ -462,3 +462,35 @@ def test_trace_phases_splits_forward_and_backward_and_counts_idle_gpu_time():
     assert out["gpu_busy_ms"] == pytest.approx(0.310) and out["gpu_span_ms"] == pytest.approx(0.400)
     with pytest.raises(ValueError, match="no GPU kernels"):
         phase_idle({"traceEvents": [ann("zero_grad", 0, 1)]})
+
+
+def test_trace_phases_windows_of_the_first_forward():
+    """``--windows``: the first whole forward (after the first Optimizer.step, up to the next
+    zero_grad) in fixed windows, with the GPU's busy share, launches and only top-level ops."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from trace_phases import forward_windows
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def ann(name, ts, dur):
+        return {"cat": "user_annotation", "name": f"Optimizer.{name}#SGD.{name}", "ts": ts, "dur": dur}
+
+    def op(name, ts, dur, tid=1):
+        return {"cat": "cpu_op", "name": name, "ts": ts, "dur": dur, "tid": tid}
+
+    events = [ann("zero_grad", 0, 1), ann("step", 100, 10), ann("zero_grad", 300, 1), ann("step", 400, 10),
+              {"cat": "kernel", "name": "k", "ts": 110, "dur": 40}, {"cat": "kernel", "name": "k", "ts": 230, "dur": 70},
+              {"cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 112, "dur": 2},
+              {"cat": "cuda_runtime", "name": "cudaStreamSynchronize", "ts": 120, "dur": 2},
+              op("aten::add", 150, 5), op("aten::empty", 151, 1),          # empty is inside add: not top-level
+              op("aten::mul", 170, 2), op("aten::mul", 180, 2),
+              op("aten::copy_", 175, 1, tid=2),                             # another thread: left out
+              op("aten::conv2d", 50, 5)]                                    # before the forward: left out
+    rows = forward_windows({"traceEvents": events}, window_ms=0.05)
+    assert [r["start_ms"] for r in rows] == pytest.approx([0, 0.05, 0.10, 0.15])
+    assert [r["gpu_busy_share"] for r in rows] == pytest.approx([40 / 50, 0, 30 / 50, 1.0])
+    assert [r["launches"] for r in rows] == [1, 0, 0, 0]
+    assert rows[0]["top_ops"] == [("aten::add", 1)] and rows[1]["top_ops"] == [("aten::mul", 2)]
+    with pytest.raises(ValueError, match="no whole forward"):
+        forward_windows({"traceEvents": [ann("zero_grad", 0, 1), ann("step", 100, 10)]})

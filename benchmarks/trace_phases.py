@@ -42,16 +42,20 @@ def _idle(busy: list[tuple[float, float]], start: float, end: float) -> float:
     return (end - start) - covered
 
 
+def _optimizer_marks(events: list[dict]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """The (start, end) µs of every ``Optimizer.zero_grad`` and every ``Optimizer.step``, in time order."""
+    marks = sorted((e["ts"], e["ts"] + e.get("dur", 0), e["name"]) for e in events
+                   if e.get("cat") == "user_annotation" and str(e.get("name", "")).startswith("Optimizer."))
+    return [(a, b) for a, b, n in marks if ".zero_grad" in n], [(a, b) for a, b, n in marks if ".step" in n]
+
+
 def phase_idle(trace: dict) -> dict:
     """Host time and GPU idle time (ms) per forward and backward phase of the traced steps."""
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     busy = _busy_intervals(events)
     if not busy:
         raise ValueError("the trace holds no GPU kernels (a CPU run?): nothing to split")
-    marks = sorted((e["ts"], e["ts"] + e.get("dur", 0), e["name"]) for e in events
-                   if e.get("cat") == "user_annotation" and str(e.get("name", "")).startswith("Optimizer."))
-    zero = [(a, b) for a, b, n in marks if ".zero_grad" in n]
-    step = [(a, b) for a, b, n in marks if ".step" in n]
+    zero, step = _optimizer_marks(events)
     if not zero or not step:
         raise ValueError("no Optimizer.zero_grad / Optimizer.step annotations in the trace")
     ms = 1e-3
@@ -87,12 +91,9 @@ def forward_windows(trace: dict, window_ms: float = 5.0, top: int = 5) -> list[d
 
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     busy = _busy_intervals(events)
-    marks = sorted((e["ts"], e["ts"] + e.get("dur", 0), e["name"]) for e in events
-                   if e.get("cat") == "user_annotation" and str(e.get("name", "")).startswith("Optimizer."))
-    steps = [(a, b) for a, b, n in marks if ".step" in n]
-    zeros = [a for a, _, n in marks if ".zero_grad" in n]
+    zeros, steps = _optimizer_marks(events)
     start = steps[0][1] if steps else None
-    end = next((z for z in zeros if start is not None and z > start), None)
+    end = next((a for a, _ in zeros if start is not None and a > start), None)
     if end is None:
         raise ValueError("no whole forward (an Optimizer.step followed by an Optimizer.zero_grad) in the trace")
     ops = [e for e in events if e.get("cat") == "cpu_op" and "dur" in e and start <= e["ts"] < end]

@@ -432,17 +432,24 @@ def test_bench_train_times_ours_over_the_whole_window_after_the_warm_up():
         mod.timed_window(rows, warmup=12, batch=16)
 
 
+def _trace_phases():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import trace_phases
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return trace_phases
+
+
+def _ann(name, ts, dur):
+    """An optimizer annotation as torch.profiler writes it."""
+    return {"cat": "user_annotation", "name": f"Optimizer.{name}#SGD.{name}", "ts": ts, "dur": dur}
+
+
 def test_trace_phases_splits_forward_and_backward_and_counts_idle_gpu_time():
     """benchmarks/trace_phases.py on a hand-made trace: two steps, kernels on two streams that overlap
     (counted once), a forward with a gap the GPU sat idle in, a backward without one."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from trace_phases import phase_idle
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-
-    def ann(name, ts, dur):
-        return {"cat": "user_annotation", "name": f"Optimizer.{name}#SGD.{name}", "ts": ts, "dur": dur}
+    phase_idle, ann = _trace_phases().phase_idle, _ann
 
     def kern(ts, dur):
         return {"cat": "kernel", "name": "k", "ts": ts, "dur": dur}
@@ -467,14 +474,7 @@ def test_trace_phases_splits_forward_and_backward_and_counts_idle_gpu_time():
 def test_trace_phases_windows_of_the_first_forward():
     """``--windows``: the first whole forward (after the first Optimizer.step, up to the next
     zero_grad) in fixed windows, with the GPU's busy share, launches and only top-level ops."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from trace_phases import forward_windows
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-
-    def ann(name, ts, dur):
-        return {"cat": "user_annotation", "name": f"Optimizer.{name}#SGD.{name}", "ts": ts, "dur": dur}
+    forward_windows, ann = _trace_phases().forward_windows, _ann
 
     def op(name, ts, dur, tid=1):
         return {"cat": "cpu_op", "name": name, "ts": ts, "dur": dur, "tid": tid}

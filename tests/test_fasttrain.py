@@ -182,6 +182,44 @@ def test_train_transform_equals_torchvisions_without_its_per_image_device_copies
     assert len(ours._mean_std) == 1  # made once, reused for every image
 
 
+@pytest.mark.parametrize("sizes,counts,groups", [
+    ([(97, 131)] * 5, [3, 0, 2, 4, 1], 1),  # one photo size (CCP): one tensor for the whole batch
+    ([(97, 131), (120, 88), (97, 131), (120, 88), (97, 131)], [3, 2, 0, 1, 2], 2),
+])
+def test_train_transform_groups_images_of_one_size_and_gives_torchvisions_batch(sizes, counts, groups, monkeypatch):
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    from yeay_nb.models import TrainTestTransform
+
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    ours = TrainTestTransform((96, 112), 200, 128, 200, mean, std).train()
+    theirs = GeneralizedRCNNTransform((96, 112), 200, mean, std).train()
+    images, targets = batch(sizes, counts, 5, seed=3)
+    targets[-1].pop("masks")  # a box-only image (e.g. a class without masks) beside the others
+    calls = []
+    interpolate = torch.nn.functional.interpolate
+    monkeypatch.setattr(torch.nn.functional, "interpolate", lambda *a, **k: calls.append(1) or interpolate(*a, **k))
+    per_seed = set()
+    for seed in range(6):  # the scales are drawn per image as torchvision draws them
+        out = []
+        for t in (ours, theirs):
+            torch.manual_seed(seed)
+            calls.clear()
+            out.append(t([i.clone() for i in images], [{k: v.clone() for k, v in x.items()} for x in targets]))
+            out[-1] += (len(calls),)
+        (il1, t1, n_ours), (il2, t2, n_theirs) = out
+        assert il1.image_sizes == il2.image_sizes
+        assert torch.equal(il1.tensors, il2.tensors)
+        for a, b in zip(t1, t2):
+            assert a.keys() == b.keys()
+            assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["labels"], b["labels"])
+            assert "masks" not in a or torch.equal(a["masks"], b["masks"])
+        assert n_theirs == 2 * len(images) - 1  # torchvision: image + masks per image
+        assert n_ours <= 2 * groups * 2  # ours: image + masks per (size, drawn scale) group
+        per_seed.add(len({min(hw) for hw in il1.image_sizes}))
+    assert 1 in per_seed and max(per_seed) >= 2  # batches of one scale and of mixed scales were drawn
+
+
 def test_one_train_scale_per_batch_resizes_every_image_as_torchvision_does_at_that_scale():
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 

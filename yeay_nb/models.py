@@ -48,6 +48,7 @@ from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _r
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import AnchorGenerator, RPNHead
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 try:  # torchvision's own helper (private; present from 0.10 to 0.29 at least)
@@ -167,9 +168,60 @@ class TrainTestTransform(GeneralizedRCNNTransform):
         if self.training and self.scale_per_batch:
             self._batch_scale = super().torch_choice(self.min_size)
         try:
+            if self.training and targets is not None and self._can_group(images, targets):
+                return self._grouped_forward(images, targets)
             return super().forward(images, targets)
         finally:
             self._batch_scale = None
+
+    def _can_group(self, images, targets) -> bool:
+        return (_resize_image_and_masks is not None and self.fixed_size is None
+                and not getattr(self, "_skip_resize", False) and len(images) == len(targets)
+                and len(images) > 0 and all(isinstance(i, torch.Tensor) and i.dim() == 3 for i in images)
+                and not any("keypoints" in t for t in targets))
+
+    def _grouped_forward(self, images: list, targets: list) -> tuple[ImageList, list]:
+        """Training's normalise + resize + pad, one call per group of images that share their size and
+        drawn scale instead of one per image (the same values: these ops treat the batch entries
+        independently). Why: torchvision's per-image loop dispatches ~16 small ops per image, ~25 ms
+        of host time at 16 images on an H200 while the GPU waits (benchmarks/RESULTS.md, 2026-11-29);
+        a dataset of one photo size (CCP) makes it one group. The scales are drawn per image in
+        torchvision's order, so a seed gives torchvision's batch."""
+        scales = [self.torch_choice(self.min_size) for _ in images]
+        groups: dict = {}
+        for i, (im, s) in enumerate(zip(images, scales)):
+            groups.setdefault((tuple(im.shape), im.dtype, im.device, s), []).append(i)
+        out_images: list = [None] * len(images)
+        out_targets = [dict(t) for t in targets]
+        for (shape, _, _, scale), idx in groups.items():
+            x = images[idx[0]][None] if len(idx) == 1 else torch.stack([images[i] for i in idx])
+            h, w = shape[-2:]
+            factor = min(scale / min(h, w), self.max_size / max(h, w))  # torchvision's formula
+            x = torch.nn.functional.interpolate(self.normalize(x), scale_factor=factor, mode="bilinear",
+                                                recompute_scale_factor=True, align_corners=False)
+            nh, nw = x.shape[-2:]
+            ratio_h, ratio_w = float(np.float32(nh) / np.float32(h)), float(np.float32(nw) / np.float32(w))
+            part = [out_targets[i] for i in idx]
+            counts = [len(t["boxes"]) for t in part]
+            x0, y0, x1, y1 = torch.cat([t["boxes"] for t in part]).unbind(1)
+            boxes = torch.stack((x0 * ratio_w, y0 * ratio_h, x1 * ratio_w, y1 * ratio_h), dim=1).split(counts)
+            with_masks = [t for t in part if "masks" in t]
+            if with_masks:
+                m = torch.cat([t["masks"] for t in with_masks])
+                m = torch.nn.functional.interpolate(m[:, None].float(), scale_factor=factor,
+                                                    recompute_scale_factor=True)[:, 0].byte()
+                for t, resized in zip(with_masks, m.split([len(t["masks"]) for t in with_masks])):
+                    t["masks"] = resized
+            for j, i in enumerate(idx):
+                out_images[i] = x[j]
+                out_targets[i]["boxes"] = boxes[j]
+            if len(groups) == 1:  # the whole batch in one tensor: pad it in one op
+                stride = float(self.size_divisible)
+                ph, pw = (int(math.ceil(float(v) / stride) * stride) for v in (nh, nw))
+                batched = torch.nn.functional.pad(x, (0, pw - nw, 0, ph - nh))
+                return ImageList(batched, [(nh, nw)] * len(images)), out_targets
+        sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in out_images]
+        return ImageList(self.batch_images(out_images, size_divisible=self.size_divisible), sizes), out_targets
 
     def torch_choice(self, k: list[int]) -> int:
         # every per-image draw of the train scale goes through here (torchvision's resize too)

@@ -13,7 +13,9 @@ How it fits training:
   ``max_shapes``; later new shapes run eagerly. All graphs share one memory pool: each step replays
   one graph's forward and then its backward before any other graph runs, so none overwrites memory
   another still needs (activations live only between a graph's forward and backward; each graph's
-  own inputs, outputs and gradients are kept allocated).
+  own inputs, outputs and gradients are kept allocated). Measured, the pool still grows by ~6 GiB
+  per graph for Mask R-CNN R50-FPN at 16 images of ~400 px on an H200 (10 graphs: 60 GiB reserved):
+  cap ``max_shapes`` by the card's memory.
 - Captured with ``capture_error_mode="thread_local"``: the DataLoader's pin-memory thread keeps
   calling CUDA (pinned allocations, event queries) during a capture taken mid-run, which the default
   "global" mode turns into a failed capture and a dead loader.

@@ -453,10 +453,6 @@ def train(params: Any, *, images_dir: Optional[str | Path] = None, progress: boo
                 # place would double the next step's gradient; yeay_nb.cudagraphs)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                # drop this step's autograd graph now, not when the next step rebinds the names: kept
-                # alive, its parameters' AccumulateGrad nodes (made on the main stream) meet the next
-                # CUDA-graph capture's side stream, and torch warns of a cross-stream mismatch
-                loss, losses = loss.detach(), {k: v.detach() for k, v in losses.items()}
                 if t.clip_grad_norm:
                     torch.nn.utils.clip_grad_norm_(trainable, t.clip_grad_norm)
                 optimizer.step()

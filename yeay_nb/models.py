@@ -46,9 +46,9 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _resnet_fpn_extractor
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import AnchorGenerator, RPNHead
-from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 try:  # torchvision's own helper (private; present from 0.10 to 0.29 at least)
@@ -184,9 +184,10 @@ class TrainTestTransform(GeneralizedRCNNTransform):
         """Training's normalise + resize + pad, one call per group of images that share their size and
         drawn scale instead of one per image (the same values: these ops treat the batch entries
         independently). Why: torchvision's per-image loop dispatches ~16 small ops per image, ~25 ms
-        of host time at 16 images on an H200 while the GPU waits (benchmarks/RESULTS.md, 2026-11-29);
-        a dataset of one photo size (CCP) makes it one group. The scales are drawn per image in
-        torchvision's order, so a seed gives torchvision's batch."""
+        of profiled host time at 16 images on an H200 in a host-bound forward; a dataset of one photo
+        size (CCP) makes it one group. Measured (benchmarks/RESULTS.md, 2026-11-29 fourth session): no
+        img/s gain with the backbone as CUDA graphs, eager +3% / +11% in two pairs (within the noise).
+        The scales are drawn per image in torchvision's order, so a seed gives torchvision's batch."""
         scales = [self.torch_choice(self.min_size) for _ in images]
         groups: dict = {}
         for i, (im, s) in enumerate(zip(images, scales)):

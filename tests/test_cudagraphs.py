@@ -46,6 +46,54 @@ def test_one_capture_per_shape_up_to_the_cap_then_eager():
     assert "2 backbone shapes" in graphs.summary() and "2 training steps" in graphs.summary()
 
 
+class _FakeCard:
+    """A card of ``total`` bytes whose captures reserve the next of ``growths`` each; answers as
+    cudagraphs.cuda_memory does: (available, total, reserved)."""
+
+    def __init__(self, total, growths):
+        self.total, self.reserved, self.growths, self.queries = total, 0, list(growths), 0
+
+    def memory(self, device):
+        self.queries += 1
+        return self.total - self.reserved, self.total, self.reserved
+
+    def capture(self, inner):
+        def cap(backbone, x, pool):
+            self.reserved += self.growths.pop(0)
+            return inner(backbone, x, pool)
+        return cap
+
+
+def test_a_new_shape_is_captured_only_while_the_card_keeps_room_for_the_largest_capture_so_far():
+    lines, cap = [], _CountingCapture()
+    card = _FakeCard(total=1000, growths=[100, 400, 50, 50])
+    net = _net()
+    graphs = GraphedBackbone(net, max_shapes=8, capture=card.capture(cap), log=lines.append, memory=card.memory)
+    xs = [torch.randn(1, 3, 8, 8 * (i + 1)) for i in range(5)]
+    # 0: the first capture always goes ahead (100); 1: 900 - 100 left >= 10% -> 400 (reserved 500);
+    # 2: 500 - 400 = 100 >= 100 -> captured (550); 3: 450 - 400 = 50 < 100 -> eager from now on
+    for x in xs + xs:
+        assert torch.equal(graphs(x), net(x))
+    assert cap.captured == [tuple(x.shape) for x in xs[:3]]
+    assert graphs.memory_capped and graphs.eager_steps == 4 and cap.replays == 6
+    assert card.reserved == 550 and len(card.growths) == 1
+    refusals = [m for m in lines if "no room for another" in m]
+    assert len(refusals) == 1 and "3 shapes stay graphed" in refusals[0]
+    assert "stopped by the memory" in graphs.summary()
+    queries = card.queries
+    graphs(torch.randn(1, 3, 16, 16))  # once refused, no new capture is even considered
+    assert card.queries == queries and graphs.eager_steps == 5
+
+
+def test_without_a_memory_reading_the_cap_alone_decides():
+    cap = _CountingCapture()
+    graphs = GraphedBackbone(_net(), max_shapes=3, capture=cap)  # CPU inputs: no card to read
+    for w in (8, 16, 24, 32):
+        graphs(torch.randn(1, 3, 8, w))
+    assert len(cap.captured) == 3 and not graphs.memory_capped
+    assert "stopped by the memory" not in graphs.summary()
+
+
 def test_evaluation_and_no_grad_calls_stay_eager():
     net, cap = _net(), _CountingCapture()
     graphs = GraphedBackbone(net, max_shapes=4, capture=cap)

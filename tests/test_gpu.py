@@ -208,3 +208,16 @@ def test_trainer_with_cuda_graphs_trains_and_evaluates(tmp_path, capsys):
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert rows[-1]["iteration"] == 12 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
     assert result.eval is not None and result.final_checkpoint.is_file()
+
+
+def test_cuda_memory_reads_what_the_graph_guard_needs():
+    from yeay_nb.cudagraphs import cuda_memory
+
+    available, total, reserved = cuda_memory(torch.device("cuda"))
+    assert 0 < available <= total and 0 <= reserved <= total
+    block = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")  # 1 GiB held by this test
+    after, _, reserved_after = cuda_memory(torch.device("cuda"))
+    # from the allocator's cache or from the card, the GiB is no longer available either way
+    assert abs((available - after) - (1 << 30)) < (64 << 20)
+    assert reserved_after >= (1 << 30)
+    del block

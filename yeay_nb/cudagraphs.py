@@ -15,7 +15,11 @@ How it fits training:
   another still needs (activations live only between a graph's forward and backward; each graph's
   own inputs, outputs and gradients are kept allocated). Measured, the pool still grows by ~6 GiB
   per graph for Mask R-CNN R50-FPN at 16 images of ~400 px on an H200 (10 graphs: 60 GiB reserved):
-  cap ``max_shapes`` by the card's memory.
+  So a new shape is captured only while the card keeps room for it: its free memory plus the
+  allocator's cached, unused blocks, less the largest rise in reserved memory that any capture so far
+  caused, must stay above ``MEMORY_HEADROOM`` of the card; otherwise that shape (and every later new
+  one) runs eagerly, said once in the log. A cap meant for an H200 then degrades on a smaller card
+  instead of running out of memory mid-run.
 - Captured with ``capture_error_mode="thread_local"``: the DataLoader's pin-memory thread keeps
   calling CUDA (pinned allocations, event queries) during a capture taken mid-run, which the default
   "global" mode turns into a failed capture and a dead loader.
@@ -36,6 +40,15 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
+
+MEMORY_HEADROOM = 0.10  # share of the card a new capture must leave free (the eager heads' peaks live there)
+
+
+def cuda_memory(device: Any) -> tuple[int, int, int]:
+    """(bytes the caching allocator could still hand out, the card's bytes, bytes it has reserved)."""
+    free, total = torch.cuda.mem_get_info(device)
+    reserved = torch.cuda.memory_reserved(device)
+    return free + reserved - torch.cuda.memory_allocated(device), total, reserved
 
 
 class _BackboneView(nn.Module):
@@ -91,16 +104,20 @@ class GraphedBackbone:
     dispatch itself needs no GPU); ``log`` gets one line per capture."""
 
     def __init__(self, backbone: nn.Module, max_shapes: int = 8,
-                 capture: Callable = capture_backbone, log: Optional[Callable[[str], Any]] = None):
+                 capture: Callable = capture_backbone, log: Optional[Callable[[str], Any]] = None,
+                 memory: Optional[Callable[[Any], tuple[int, int, int]]] = None):
         if max_shapes < 1:
             raise ValueError(f"max_shapes must be >= 1, got {max_shapes}")
         self.backbone = backbone
         self.max_shapes = max_shapes
         self.graphs: dict = {}
-        self.eager_steps = 0  # training calls at a shape beyond max_shapes
+        self.eager_steps = 0  # training calls at a shape beyond max_shapes or beyond the memory
         self.capture_s = 0.0
+        self.memory_capped = False  # a new shape found no room: no more captures
         self._capture = capture
         self._log = log
+        self._memory = memory  # None: cuda_memory for CUDA inputs (tests pass a stand-in)
+        self._growth = 0  # the largest rise in reserved bytes one capture caused so far
         self._pool = None
 
     def wanted(self, x: torch.Tensor) -> bool:
@@ -115,15 +132,18 @@ class GraphedBackbone:
         key = (tuple(x.shape), x.dtype, str(x.device), autocast)
         graphed = self.graphs.get(key)
         if graphed is None:
-            if len(self.graphs) >= self.max_shapes:
+            if len(self.graphs) >= self.max_shapes or self.memory_capped or not self._room_for_another(x):
                 self.eager_steps += 1
                 return self.backbone(x)
             if self._pool is None and x.is_cuda:
                 self._pool = torch.cuda.graph_pool_handle()
+            before = self._memory_of(x)
             t0 = time.perf_counter()
             graphed = self.graphs[key] = self._capture(self.backbone, x, self._pool)
             took = time.perf_counter() - t0
             self.capture_s += took
+            if before is not None:
+                self._growth = max(self._growth, self._memory_of(x)[2] - before[2])
             if self._log:
                 mem = f", {torch.cuda.memory_reserved(x.device) / 2**30:.1f} GiB reserved" if x.is_cuda else ""
                 self._log(f"cuda graph {len(self.graphs)}/{self.max_shapes} of the backbone for "
@@ -131,9 +151,32 @@ class GraphedBackbone:
                           f"captured in {took:.1f} s{mem}")
         return graphed(x)
 
+    def _memory_of(self, x: torch.Tensor) -> Optional[tuple[int, int, int]]:
+        if self._memory is not None:
+            return self._memory(x.device)
+        return cuda_memory(x.device) if x.is_cuda else None
+
+    def _room_for_another(self, x: torch.Tensor) -> bool:
+        """Whether a capture as large as the largest so far leaves ``MEMORY_HEADROOM`` of the card free
+        (the first capture has no measure yet and always goes ahead). Logs the first refusal."""
+        memory = self._memory_of(x) if self.graphs else None
+        if memory is None:
+            return True
+        available, total, _ = memory
+        if available - self._growth >= MEMORY_HEADROOM * total:
+            return True
+        self.memory_capped = True
+        if self._log:
+            self._log(f"cuda graphs: no room for another ({available / 2**30:.1f} GiB available of "
+                      f"{total / 2**30:.1f}, a capture took up to {self._growth / 2**30:.1f}): "
+                      f"{len(self.graphs)} shapes stay graphed, new shapes run eagerly "
+                      "(a lower train.cuda_graph_shapes says so up front)")
+        return False
+
     def summary(self) -> str:
-        return (f"cuda graphs: {len(self.graphs)} backbone shapes captured in {self.capture_s:.1f} s, "
-                f"{self.eager_steps} training steps at other shapes ran eagerly")
+        return (f"cuda graphs: {len(self.graphs)} backbone shapes captured in {self.capture_s:.1f} s"
+                + (" (stopped by the memory)" if self.memory_capped else "")
+                + f", {self.eager_steps} training steps at other shapes ran eagerly")
 
     def release(self) -> None:
         """Drop the graphs and their memory pool (after training; evaluation runs eagerly)."""

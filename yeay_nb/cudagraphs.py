@@ -14,7 +14,7 @@ How it fits training:
   one graph's forward and then its backward before any other graph runs, so none overwrites memory
   another still needs (activations live only between a graph's forward and backward; each graph's
   own inputs, outputs and gradients are kept allocated). Measured, the pool still grows by ~6 GiB
-  per graph for Mask R-CNN R50-FPN at 16 images of ~400 px on an H200 (10 graphs: 60 GiB reserved):
+  per graph for Mask R-CNN R50-FPN at 16 images of ~400 px on an H200 (10 graphs: 60 GiB reserved).
   So a new shape is captured only while the card keeps room for it: its free memory plus the
   allocator's cached, unused blocks, less the largest rise in reserved memory that any capture so far
   caused, must stay above ``MEMORY_HEADROOM`` of the card; otherwise that shape (and every later new

@@ -145,6 +145,15 @@ def _norm_layers(norm: str) -> tuple[Callable[..., nn.Module], Optional[Callable
     raise CheckpointError(f"model config: norm must be one of {list(NORMS)}, got {norm!r}")
 
 
+def _resized_boxes(boxes: torch.Tensor, size: tuple[int, int], new_size: tuple[int, int]) -> torch.Tensor:
+    """torchvision's ``resize_boxes`` without its four device tensors of ratios (four synchronising
+    copies per call): the same float32 ratios as Python numbers give the same boxes."""
+    (h, w), (nh, nw) = size, new_size
+    ratio_h, ratio_w = float(np.float32(nh) / np.float32(h)), float(np.float32(nw) / np.float32(w))
+    x0, y0, x1, y1 = boxes.unbind(1)
+    return torch.stack((x0 * ratio_w, y0 * ratio_h, x1 * ratio_w, y1 * ratio_h), dim=1)
+
+
 class TrainTestTransform(GeneralizedRCNNTransform):
     """torchvision's transform with a separate test size.
 
@@ -201,11 +210,9 @@ class TrainTestTransform(GeneralizedRCNNTransform):
             x = torch.nn.functional.interpolate(self.normalize(x), scale_factor=factor, mode="bilinear",
                                                 recompute_scale_factor=True, align_corners=False)
             nh, nw = x.shape[-2:]
-            ratio_h, ratio_w = float(np.float32(nh) / np.float32(h)), float(np.float32(nw) / np.float32(w))
             part = [out_targets[i] for i in idx]
             counts = [len(t["boxes"]) for t in part]
-            x0, y0, x1, y1 = torch.cat([t["boxes"] for t in part]).unbind(1)
-            boxes = torch.stack((x0 * ratio_w, y0 * ratio_h, x1 * ratio_w, y1 * ratio_h), dim=1).split(counts)
+            boxes = _resized_boxes(torch.cat([t["boxes"] for t in part]), (h, w), (nh, nw)).split(counts)
             with_masks = [t for t in part if "masks" in t]
             if with_masks:
                 m = torch.cat([t["masks"] for t in with_masks])
@@ -247,12 +254,7 @@ class TrainTestTransform(GeneralizedRCNNTransform):
             h, w = image.shape[-2:]
             image, target = _resize_image_and_masks(image, self.torch_choice(self.min_size), self.max_size, target,
                                                     self.fixed_size)
-            # torchvision's resize_boxes makes its ratios as four device tensors (four synchronising
-            # copies per image); the same float32 ratios as Python numbers give the same boxes
-            nh, nw = image.shape[-2:]
-            ratio_h, ratio_w = float(np.float32(nh) / np.float32(h)), float(np.float32(nw) / np.float32(w))
-            x0, y0, x1, y1 = target["boxes"].unbind(1)
-            target["boxes"] = torch.stack((x0 * ratio_w, y0 * ratio_h, x1 * ratio_w, y1 * ratio_h), dim=1)
+            target["boxes"] = _resized_boxes(target["boxes"], (h, w), image.shape[-2:])
             return image, target
         saved = self.min_size, self.max_size
         self.min_size, self.max_size = (self.test_min_size,), self.test_max_size

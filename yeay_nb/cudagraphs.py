@@ -132,20 +132,22 @@ class GraphedBackbone:
         key = (tuple(x.shape), x.dtype, str(x.device), autocast)
         graphed = self.graphs.get(key)
         if graphed is None:
-            if len(self.graphs) >= self.max_shapes or self.memory_capped or not self._room_for_another(x):
+            full = len(self.graphs) >= self.max_shapes or self.memory_capped
+            before = None if full else self._memory_of(x)  # read only when a capture is possible
+            if full or not self._room_for_another(before):
                 self.eager_steps += 1
                 return self.backbone(x)
             if self._pool is None and x.is_cuda:
                 self._pool = torch.cuda.graph_pool_handle()
-            before = self._memory_of(x)
             t0 = time.perf_counter()
             graphed = self.graphs[key] = self._capture(self.backbone, x, self._pool)
             took = time.perf_counter() - t0
             self.capture_s += took
-            if before is not None:
-                self._growth = max(self._growth, self._memory_of(x)[2] - before[2])
+            after = self._memory_of(x) if before is not None else None
+            if after is not None:
+                self._growth = max(self._growth, after[2] - before[2])
             if self._log:
-                mem = f", {torch.cuda.memory_reserved(x.device) / 2**30:.1f} GiB reserved" if x.is_cuda else ""
+                mem = f", {after[2] / 2**30:.1f} GiB reserved" if after is not None else ""
                 self._log(f"cuda graph {len(self.graphs)}/{self.max_shapes} of the backbone for "
                           f"{'x'.join(map(str, x.shape))} {str(autocast or x.dtype).replace('torch.', '')}: "
                           f"captured in {took:.1f} s{mem}")
@@ -156,11 +158,11 @@ class GraphedBackbone:
             return self._memory(x.device)
         return cuda_memory(x.device) if x.is_cuda else None
 
-    def _room_for_another(self, x: torch.Tensor) -> bool:
-        """Whether a capture as large as the largest so far leaves ``MEMORY_HEADROOM`` of the card free
-        (the first capture has no measure yet and always goes ahead). Logs the first refusal."""
-        memory = self._memory_of(x) if self.graphs else None
-        if memory is None:
+    def _room_for_another(self, memory: Optional[tuple[int, int, int]]) -> bool:
+        """Whether, by the reading ``memory`` (None: no card to read), a capture as large as the largest
+        so far leaves ``MEMORY_HEADROOM`` of the card free (the first capture has no measure yet and
+        always goes ahead). Logs the first refusal."""
+        if memory is None or not self.graphs:
             return True
         available, total, _ = memory
         if available - self._growth >= MEMORY_HEADROOM * total:

@@ -501,7 +501,8 @@ def main() -> None:
         result["precisions"].append(row)
         print(f"[bench] precision: {row}", flush=True)
     result["ablations"] = []
-    levers = ("CONCURRENT_MODELS", "CHANNELS_LAST", "FOLD_NORMS", "PER_LEVEL_RPN_NMS", "DENSE_RPN_NMS", "FLOAT32_GROUP_NORM")
+    levers = ("CONCURRENT_MODELS", "CHANNELS_LAST", "FOLD_NORMS", "SEGMENT_NMS", "PER_LEVEL_RPN_NMS", "DENSE_RPN_NMS",
+              "FLOAT32_GROUP_NORM")
     bs = best["batch_size"]
     for flag in (args.ablate or levers) if args.ablate is not None else ():
         default = getattr(fastpath, flag)

@@ -1,6 +1,8 @@
 """The RPN's NMS for a batch: torchvision image by image (the naive baseline), the fast path's
-per-image calls on CUDA streams (``fastpath.nms_images``, the default) and the batch-wide
-``fastpath.dense_nms`` (``DENSE_RPN_NMS``), same boxes, same run.
+per-image calls on CUDA streams (``fastpath.nms_images``), the batch-wide
+``fastpath.dense_nms`` (``DENSE_RPN_NMS``) and the one-launch kernel ``fastpath.rpn_segment_nms``
+(``SEGMENT_NMS``, the default where Triton runs; ``--tiny`` runs it through Triton's interpreter),
+same boxes, same run.
 
 Usage::
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -26,7 +29,7 @@ from pathlib import Path
 import torch
 from torchvision.ops import batched_nms
 
-from yeay_nb import fastpath
+from yeay_nb import fastpath, segment_nms
 
 
 def rpn_like(batch: int, per_level: int, levels: int, device, seed: int = 0) -> tuple:
@@ -64,6 +67,21 @@ def dense(boxes, scores, groups, valid, iou, top_n) -> list:
     return list(order[kept].split(counts))
 
 
+def segment(boxes, scores, groups, valid, iou, top_n) -> list:
+    """``fastpath.rpn_segment_nms`` (``SEGMENT_NMS``, the default where Triton runs): one kernel launch
+    for the batch. It takes each level's candidates best first, as the RPN's top-N pick gives them:
+    sorted here, inside the timed call."""
+    b, n = scores.shape
+    levels = int(groups.max()) + 1
+    per = n // levels
+    order = scores.view(b, levels, per).argsort(dim=2, descending=True, stable=True)
+    order = (order + torch.arange(levels, device=order.device)[None, :, None] * per).view(b, n)
+    pick = lambda t: t.gather(1, order[..., None].expand(b, n, 4) if t.dim() == 3 else order)  # noqa: E731
+    kept_order, counts = fastpath.rpn_segment_nms(pick(boxes), pick(scores), pick(groups), pick(valid),
+                                                  [per] * levels, per, iou, top_n)
+    return [order[i, kept_order[i, :k]] for i, k in enumerate(counts)]
+
+
 def timed(fn, args, repeat: int, device) -> tuple[float, list]:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     out = fn(*args)  # warm-up
@@ -91,6 +109,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.tiny:
         args.batch, args.per_level, args.repeat, args.top_n, args.device = 4, 150, 2, 300, args.device or "cpu"
+        if args.device == "cpu":  # the Triton kernel through Triton's interpreter, so that its path cannot rot
+            os.environ.setdefault("TRITON_INTERPRET", "1")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     data = rpn_like(args.batch, args.per_level, args.levels, device)
     call = (*data, args.iou, args.top_n)
@@ -98,7 +118,10 @@ def main() -> int:
     rows = [{"variant": "torchvision per image (baseline)", "ms_per_batch": round(base_s * 1e3, 3),
              "ms_per_image": round(base_s * 1e3 / args.batch, 4), "x_baseline": 1.0, "same_as_baseline": True,
              "kept_per_image": round(sum(len(r) for r in ref) / args.batch, 1)}]
-    for name, fn in (("nms_images (streams; default)", streams), ("dense_nms (DENSE_RPN_NMS)", dense)):
+    variants = [("nms_images (streams)", streams), ("dense_nms (DENSE_RPN_NMS)", dense)]
+    if segment_nms.available(device):
+        variants.append(("segment_nms (SEGMENT_NMS; default)", segment))
+    for name, fn in variants:
         s, got = timed(fn, call, args.repeat, device)
         same = len(got) == len(ref) and all(torch.equal(a.cpu(), b.cpu()) for a, b in zip(got, ref))
         rows.append({"variant": name, "ms_per_batch": round(s * 1e3, 3), "ms_per_image": round(s * 1e3 / args.batch, 4),

@@ -332,11 +332,12 @@ def test_bench_copy_paste_measures_the_loader_against_no_paste(tmp_path):
 
 
 def test_bench_nms_tiny_keeps_the_baselines_boxes(tmp_path):
-    """benchmarks/bench_nms.py --tiny: the three NMS variants run on the same RPN-like boxes, each
+    """benchmarks/bench_nms.py --tiny: the four NMS variants run on the same RPN-like boxes, each
     timed, and every one keeps the torchvision baseline's boxes in its order (else exit 1)."""
     res = _last_json(_run(["benchmarks/bench_nms.py", "--tiny", "--json", str(tmp_path / "n.json")]))
-    base, streams, dense = res["rows"]
+    base, streams, dense, seg = res["rows"]
     assert base["x_baseline"] == 1.0 and "dense_nms" in dense["variant"] and "nms_images" in streams["variant"]
+    assert "segment_nms" in seg["variant"]
     assert all(r["same_as_baseline"] and r["ms_per_batch"] > 0 for r in res["rows"])
     assert 0 < base["kept_per_image"] <= res["top_n"] and res["boxes_per_image"] == 750
     assert json.loads((tmp_path / "n.json").read_text())["rows"] == res["rows"]

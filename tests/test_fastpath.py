@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from yeay_nb import fastpath  # noqa: E402
+from yeay_nb import fastpath, segment_nms  # noqa: E402
 from yeay_nb.models import build_model, save_checkpoint  # noqa: E402
 
 CLASSES = ["__background__", "shirt", "jeans", "person"]
@@ -262,13 +262,64 @@ def test_dense_nms_keeps_what_torchvision_keeps_for_every_row():
     assert order[0][keep[0]].tolist() == ref.tolist() and len(ref) < 40
 
 
-@pytest.mark.parametrize("mode", ["one_call", "per_level", "dense"])
-def test_batched_rpn_gives_torchvision_proposals(mode, monkeypatch):
-    """Top-N truncation per level, clipping, NMS per level (one call, one per level, or the batch's
-    dense_nms): same boxes."""
+@pytest.fixture
+def triton_interpreter(monkeypatch):
+    """Triton's interpreter: the segment-NMS kernel runs on CPU tensors (the GPU test runs it compiled)."""
+    pytest.importorskip("triton", reason="the segment-NMS kernel is written in Triton (comes with torch on Linux)")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert segment_nms.available("cpu")
+
+
+def _segments_reference(boxes, valid, starts, counts, iou):
+    """torchvision's NMS on each segment's valid boxes (given best first): the keep flags."""
+    from torchvision.ops import nms
+
+    want = torch.zeros(len(boxes), dtype=torch.bool)
+    for a, n in zip(starts.tolist(), counts.tolist()):
+        idx = a + torch.nonzero(valid[a:a + n]).squeeze(1)
+        scores = torch.linspace(1, 0, n)[idx - a]  # best first, as given
+        want[idx[nms(boxes[idx], scores, iou)]] = True
+    return want
+
+
+def test_segment_nms_keeps_what_torchvision_keeps_per_segment(triton_interpreter):
+    """The kernel on segments of clustered boxes (some invalid, one empty, one of a single box,
+    rows outside every segment) keeps exactly torchvision's NMS per segment; a chain of boxes each
+    overlapping the next (IoU 0.6, not the one after) keeps every other box."""
+    g = torch.Generator().manual_seed(11)
+    counts = torch.tensor([300, 0, 1, 77, 513, 40])
+    starts = counts.cumsum(0) - counts + torch.arange(len(counts)) * 3  # 3 rows of gap after each
+    k = int(starts[-1] + counts[-1] + 3)
+    centres = torch.rand(10, 2, generator=g) * 300
+    c = centres[torch.randint(0, 10, (k,), generator=g)] + torch.randn(k, 2, generator=g) * 10
+    wh = 15 + torch.rand(k, 2, generator=g) * 50
+    boxes = torch.cat([c - wh / 2, c + wh / 2], dim=1)
+    valid = torch.rand(k, generator=g) > 0.15
+    for iou in (0.5, 0.7):
+        got = segment_nms.segment_nms(boxes, valid, starts, counts, iou, int(counts.max()))
+        want = _segments_reference(boxes, valid, starts, counts, iou)
+        assert torch.equal(got, want), iou
+        assert 10 < int(got.sum()) < int(valid.sum())  # NMS removed boxes, kept some
+    x = torch.arange(40, dtype=torch.float32) * 25
+    chain = torch.stack([x, torch.zeros(40), x + 100, torch.full((40,), 10.0)], dim=1)
+    got = segment_nms.segment_nms(chain, torch.ones(40, dtype=torch.bool), torch.tensor([0]), torch.tensor([40]),
+                                  0.5, 40)
+    assert got.tolist() == [i % 2 == 0 for i in range(40)]
+    with pytest.raises(ValueError, match="over the"):
+        segment_nms.segment_nms(boxes, valid, starts, counts, 0.5, segment_nms.MAX_BLOCK + 1)
+
+
+@pytest.mark.parametrize("mode", ["one_call", "per_level", "dense", "segment"])
+def test_batched_rpn_gives_torchvision_proposals(mode, monkeypatch, request):
+    """Top-N truncation per level, clipping, NMS per level (one call, one per level, the batch's
+    dense_nms, or the segment-NMS kernel): same boxes."""
     model, _ = _model("frozen_bn", rpn_pre_nms_top_n_test=120, rpn_post_nms_top_n_test=60)
     monkeypatch.setattr(fastpath, "PER_LEVEL_RPN_NMS", mode == "per_level")
     monkeypatch.setattr(fastpath, "DENSE_RPN_NMS", mode == "dense")
+    if mode == "segment":
+        request.getfixturevalue("triton_interpreter")
+        calls = []
+        monkeypatch.setattr(segment_nms, "segment_nms", _counting(segment_nms.segment_nms, calls))
     rng = np.random.default_rng(5)
     frames = [rng.integers(0, 255, (150, 200, 3), dtype=np.uint8) for _ in range(3)]
     with torch.inference_mode():
@@ -280,6 +331,33 @@ def test_batched_rpn_gives_torchvision_proposals(mode, monkeypatch):
     for r, g in zip(ref, got):
         assert r.shape == g.shape and len(r) == 60
         assert torch.allclose(r, g)
+    if mode == "segment":
+        assert len(calls) == 1  # one launch for the batch: the kernel's path, not a fallback
+
+
+def _counting(fn, calls: list):
+    def wrapped(*args, **kwargs):
+        calls.append(args)
+        return fn(*args, **kwargs)
+    return wrapped
+
+
+def test_detect_with_segment_nms_equals_torchvision_forward(triton_interpreter, monkeypatch):
+    """With the segment-NMS kernel for the RPN and the box head (two launches a batch), detect
+    gives torchvision's detections for both architectures, several classes competing."""
+    calls: list = []
+    monkeypatch.setattr(segment_nms, "segment_nms", _counting(segment_nms.segment_nms, calls))
+    for arch in ("maskrcnn", "fasterrcnn"):
+        model, _ = _model("frozen_bn", arch=arch, rpn_pre_nms_top_n_test=200, box_detections_per_img=25)
+        ref, images = _reference_then_prepared(model, seed=3)
+        with torch.inference_mode():
+            got = fastpath.detect(model, images, [(100, 120)] * 2, [3], 0.0)
+        for r, g in zip(ref, got):
+            assert len(r["labels"]) == 25 and len(set(r["labels"].tolist())) > 1
+            assert torch.equal(r["labels"], g["labels"])
+            assert torch.allclose(r["boxes"], g["boxes"], atol=1e-2)
+            assert torch.allclose(r["scores"], g["scores"], atol=1e-4)
+    assert len(calls) == 4
 
 
 def test_five_anchor_ratios_give_torchvisions_proposals_and_detections():

@@ -221,3 +221,59 @@ def test_cuda_memory_reads_what_the_graph_guard_needs():
     assert abs((available - after) - (1 << 30)) < (64 << 20)
     assert reserved_after >= (1 << 30)
     del block
+
+
+def test_segment_nms_kernel_keeps_what_torchvision_keeps_on_cuda():
+    """The compiled Triton kernel (the CPU tests run it interpreted) on RPN-sized segments: 48 images
+    x 5 levels of up to 1000 clustered boxes, 5% invalid, two thresholds: torchvision's NMS per segment."""
+    from torchvision.ops import nms
+
+    from yeay_nb import segment_nms
+
+    assert segment_nms.available(torch.device("cuda"))
+    g = torch.Generator().manual_seed(3)
+    counts = torch.tensor([1000, 1000, 1000, 1000, 336] * 48)
+    starts = counts.cumsum(0) - counts
+    k = int(counts.sum())
+    centres = torch.rand(40, 2, generator=g) * torch.tensor([833.0, 500.0])
+    c = centres[torch.randint(0, 40, (k,), generator=g)] + torch.randn(k, 2, generator=g) * 20
+    wh = 16 + torch.rand(k, 2, generator=g) * 100
+    boxes = torch.cat([c - wh / 2, c + wh / 2], dim=1).cuda()
+    valid = (torch.rand(k, generator=g) > 0.05).cuda()
+    for iou in (0.7, 0.5):
+        got = segment_nms.segment_nms(boxes, valid, starts.cuda(), counts.cuda(), iou, 1000)
+        want = torch.zeros(k, dtype=torch.bool, device="cuda")
+        for a, n in zip(starts.tolist(), counts.tolist()):
+            idx = a + torch.nonzero(valid[a:a + n]).squeeze(1)
+            want[idx[nms(boxes[idx], torch.linspace(1, 0, n, device="cuda")[idx - a], iou)]] = True
+        assert int(got.sum()) < int(valid.sum())
+        mismatch = int((got != want).sum())
+        assert mismatch == 0, f"{mismatch} of {k} flags differ at IoU {iou}"
+
+
+def test_run_models_gives_the_same_detections_with_and_without_segment_nms(monkeypatch):
+    """run_models in fp32 with the kernel's NMS (the default: two launches a batch, counted) and with
+    torchvision's per-image NMS on streams: the same detections."""
+    import numpy as np
+
+    from yeay_nb import fastpath, segment_nms
+    from yeay_nb.models import build_model
+
+    torch.manual_seed(1)
+    cfg = {"arch": "maskrcnn", "backbone": "resnet18", "norm": "frozen_bn", "num_classes": 6,
+           "test_min_size": 256, "test_max_size": 448, "box_detections_per_img": 60, "box_score_thresh": 0.05}
+    model = fastpath.prepare_model(build_model(cfg), "cuda")
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 255, (270, 480, 3), dtype=np.uint8) for _ in range(6)]
+    calls = []
+    kernel = segment_nms.segment_nms
+    monkeypatch.setattr(segment_nms, "segment_nms", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    with fastpath.precision_flags("fp32"), torch.inference_mode():
+        seg = fastpath.run_models([model], frames, (270, 480), "cuda", precision="fp32")[id(model)][0]
+        assert len(calls) == 2
+        monkeypatch.setattr(fastpath, "SEGMENT_NMS", False)
+        ref = fastpath.run_models([model], frames, (270, 480), "cuda", precision="fp32")[id(model)][0]
+    assert len(calls) == 2 and sum(len(s) for _, s, _ in ref) > 50
+    for (b0, s0, l0), (b1, s1, l1) in zip(ref, seg):
+        assert l0.tolist() == l1.tolist()
+        assert np.allclose(b0, b1, atol=1e-3) and np.allclose(s0, s1, atol=1e-5)

@@ -52,6 +52,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import segment_nms
+
 # a frame with this many times the pixels of the network input is resized on the CPU before
 # the upload (4K: 18x, 1080p: 5x at 500/833); below it the GPU resize is cheaper and exact
 PRESIZE_PIXEL_RATIO = 3.0
@@ -67,6 +69,8 @@ DENSE_RPN_NMS = False    # the RPN's NMS for the whole batch at once (dense_nms)
                          # reads, no serial pass; same boxes. On an H100 at 48 images 2.4x slower than
                          # nms_images on streams (73 vs 30 ms, bench_nms.py) and 0.91-1.05x end to end, so off
 DENSE_NMS_CHUNK = 1 << 27  # dense_nms: IoU-matrix entries (images x N x N) per piece, ~0.5 GB of float32
+SEGMENT_NMS = True       # inference NMS (the RPN's per image and level, the boxes' per image and class) for the
+                         # whole batch in one GPU launch (segment_nms: a Triton kernel), where Triton runs
 CPU_NMS_BY_GROUP = True  # on a CPU, torchvision's batched_nms (a loop over groups for large inputs: faster there)
 FLOAT32_GROUP_NORM = False  # GN models at inference: GroupNorm in float32 under autocast (torchvision's
                             # default) instead of models.LowPrecisionGroupNorm's bf16 (training's choice)
@@ -508,6 +512,11 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
             keep = keep[:top_n]
             out.append(torch.where(valid[i, keep, None], boxes[i, keep], -1.0))
         return out
+    if SEGMENT_NMS and segment_nms.available(boxes.device):
+        order, kept = rpn_segment_nms(boxes, scores, levels, valid, per_level, rpn.pre_nms_top_n(), rpn.nms_thresh,
+                                      top_n)
+        picked = boxes.gather(1, order[..., None].expand(-1, -1, 4))
+        return [picked[i, :k] for i, k in enumerate(kept)]
     jobs = []
     for i in range(b):
         v = valid[i].nonzero().squeeze(1)
@@ -515,6 +524,59 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
     for (bx, _, _), keep in zip(jobs, nms_images(jobs, rpn.nms_thresh)):
         out.append(bx[keep[:top_n]])
     return out
+
+
+def rpn_segment_nms(boxes, scores, levels, valid, per_level: list, pre_top_n: int, iou: float,
+                    top_n: int) -> tuple:
+    """The RPN's NMS and top-N cut for a batch (:func:`filter_proposals` without ``mark_invalid``) in
+    one :func:`~yeay_nb.segment_nms.segment_nms` launch, one segment per image and level, and one host
+    read of the kept counts. The candidates (B×N) come as the RPN's top-N pick gives them: each
+    level's together, in level order, best first; so no sort comes before the NMS. Boxes are offset
+    by level as ``batched_nms`` does for the valid boxes of an image, so the IoUs are computed from
+    the same coordinates as torchvision's. Returns ``order`` (B×top_n candidate indices, best first)
+    and the kept count per image: image i keeps ``order[i, :count[i]]``."""
+    import torch
+
+    b, n = scores.shape
+    reach = torch.where(valid[..., None], boxes, 0.0).amax(dim=(1, 2), keepdim=True)
+    shifted = boxes + levels[..., None].to(boxes) * (reach + 1)
+    sizes = [min(pre_top_n, k) for k in per_level]
+    level_starts = np.cumsum([0] + sizes[:-1])
+    starts = (np.arange(b)[:, None] * n + level_starts[None]).reshape(-1)
+    counts = np.tile(sizes, b)
+    dev = boxes.device
+    keep = segment_nms.segment_nms(shifted.reshape(-1, 4), valid.reshape(-1),
+                                   torch.from_numpy(starts).to(dev), torch.from_numpy(counts).to(dev),
+                                   iou, max(sizes)).view(b, n)
+    # torchvision's NMS returns the kept boxes best first over all levels; then the top-N cut
+    ranked = torch.where(keep, scores, float("-inf"))
+    order = ranked.argsort(dim=1, descending=True, stable=True)[:, :top_n]
+    return order, keep.sum(1).clamp(max=top_n).tolist()
+
+
+def _box_segment_nms(rh, boxes, scores, labels, image_of: Any, n_images: int, n_classes: int,
+                     max_per_segment: int) -> list:
+    """The box head's class-wise NMS and per-image top ``detections_per_img`` for a batch's candidates
+    (flat, any order) in one :func:`~yeay_nb.segment_nms.segment_nms` launch (a segment per image and
+    class) and one host read. Returns (boxes, scores, labels) per image, best first."""
+    import torch
+
+    seg = image_of * n_classes + (labels - 1)
+    order = scores.argsort(descending=True, stable=True)
+    order = order[seg[order].argsort(stable=True)]  # by segment, best first within each
+    boxes, scores, labels, seg, image_of = (t[order] for t in (boxes, scores, labels, seg, image_of))
+    seg_counts = torch.bincount(seg, minlength=n_images * n_classes)
+    keep = segment_nms.segment_nms(boxes, torch.ones_like(seg, dtype=torch.bool), seg_counts.cumsum(0) - seg_counts,
+                                   seg_counts, rh.nms_thresh, max_per_segment)
+    # each image's kept candidates best first (batched_nms's order), cut at detections_per_img
+    ranked = torch.where(keep, scores, float("-inf"))
+    order = ranked.argsort(descending=True, stable=True)
+    order = order[image_of[order].argsort(stable=True)]
+    img_counts = torch.bincount(image_of, minlength=n_images)
+    rank = torch.arange(len(order), device=order.device) - (img_counts.cumsum(0) - img_counts)[image_of[order]]
+    order = order[keep[order] & (rank < rh.detections_per_img)]
+    per_image = torch.bincount(image_of[order], minlength=n_images).tolist()
+    return [list(t[order].split(per_image)) for t in (boxes, scores, labels)]
 
 
 def box_detections(rh, class_logits, box_regression, proposals: list, image_size: tuple[int, int]) -> tuple:
@@ -532,6 +594,9 @@ def box_detections(rh, class_logits, box_regression, proposals: list, image_size
     roi, cls = cand.nonzero(as_tuple=True)
     image_of_roi = torch.repeat_interleave(torch.arange(len(counts), device=roi.device),
                                            torch.as_tensor(counts, device=roi.device))
+    if SEGMENT_NMS and segment_nms.available(roi.device) and len(roi):
+        return _box_segment_nms(rh, boxes[roi, cls], scores[roi, cls], cls + 1, image_of_roi[roi], len(counts),
+                                scores.shape[1], max(counts))
     per_image = torch.bincount(image_of_roi[roi], minlength=len(counts)).tolist()
     bx, sc, lab = boxes[roi, cls], scores[roi, cls], cls + 1
     all_boxes, all_scores, all_labels = [], [], []

@@ -213,7 +213,8 @@ def ours(video: Path, person_det, clothing_det, frames: int, batch_size: int, de
     assert s.done and not s.failed, s.failed
     doc = json.loads(s.outputs[0].read_text())
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-    return {"frames": s.frames, "seconds": s.seconds, "fps": s.fps, "doc": doc, "peak_gib": peak}
+    return {"frames": s.frames, "seconds": s.seconds, "fps": s.fps, "doc": doc, "peak_gib": peak,
+            "stages": {k: round(v, 3) for k, v in s.stage_seconds.items()}}
 
 
 def _median(values: list) -> float:
@@ -451,7 +452,7 @@ def main() -> None:
         r = timed(person, clothing, bs, f"ours{bs}")
         row = {"batch_size": bs, "frames": r["frames"], "seconds": round(r["seconds"], 3), "fps": round(r["fps"], 2),
                "fps_runs": r["fps_runs"], "speedup": round(r["fps"] / nv["fps"], 2),
-               "peak_gib": r["peak_gib"] and round(r["peak_gib"], 2)}
+               "peak_gib": r["peak_gib"] and round(r["peak_gib"], 2), "stages_s": r["stages"]}
         result["ours"].append(row)
         print(f"[bench] ours: {row}", flush=True)
         if check is None:

@@ -9,6 +9,8 @@
 # training in the same call, REPEAT=1 stays clearer of the 600 s call limit). Results to $OUT.
 #   carry: .device/ccp400s .device/infer-wheels .device/videos      (59.7 MiB of the 64)
 #   TRAIN_S=300 bash scripts/device_infer_trained.sh [extra bench_infer_gpu.py args]
+# TRAIN_ARGS="-p train.norm bn -p train.cuda_graph_shapes 0": more overrides for that training (here: a
+# BatchNorm model, which the fast path folds into its convolutions: torchvision's layout at inference).
 # CKPT=/tmp/ccpruns/base/model_final.pt: use a model trained earlier on the same warm machine (e.g.
 # by scripts/device_sweep_ccp.sh) instead; then only .device/infer-wheels .device/videos are carried.
 set -uo pipefail
@@ -23,7 +25,7 @@ ckpt=${CKPT:-/tmp/ccp-trained/model_final.pt}
     || python3 -m yeay_nb.convert.ccp --root .device/ccp400s --out /tmp/ccp520/coco.json --workers 16 --no-progress | tail -1
 [ -f "$ckpt" ] || python3 -m yeay_nb.train -f params/gpu-train-ccp.yaml \
     -p convert.ccp.root ../.device/ccp400s -p train.coco_json /tmp/ccp520/coco.json -p train.output_dir /tmp/ccp-trained \
-    -p train.time_budget_s "${TRAIN_S:-300}" -p train.skip_test true 2>&1 | tr '\r' '\n' | grep -v "^train: " | tail -3
+    -p train.time_budget_s "${TRAIN_S:-300}" -p train.skip_test true ${TRAIN_ARGS:-} 2>&1 | tr '\r' '\n' | grep -v "^train: " | tail -3
 python3 benchmarks/bench_infer_gpu.py --trained "$ckpt" --video .device/videos/juggle_960x540.mp4 \
     --frames 240 --naive-frames 48 --batch-sizes 48 --ablate ${ABLATE:-CHANNELS_LAST} --precisions bf16 fp16 --repeat "${REPEAT:-3}" \
     --json "$out/infer_trained.json" "$@" 2>&1 | tee "$out/infer_trained.log" | grep "bench\]\|frames/s\|naive\|ours"

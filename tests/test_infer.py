@@ -50,6 +50,16 @@ def _items_by_frame(doc):
     return d
 
 
+def test_the_summary_says_where_the_time_went(full_run):
+    """stage_seconds: every stage of the run timed, none counted twice: together they are most of the
+    wall time and never more than it."""
+    _, s = full_run
+    st = s.stage_seconds
+    assert set(st) == {"start", "wait_frames", "wait_models", "collect", "finish", "write"}
+    assert all(v >= 0 for v in st.values()) and st["wait_models"] > 0
+    assert 0.5 * s.seconds < sum(st.values()) <= s.seconds
+
+
 def test_every_output_validates_and_matches_the_video(videos, full_run):
     out, s = full_run
     assert sorted(s.done) == ["synth_000", "synth_001", "synth_002"] and not s.failed and not s.skipped

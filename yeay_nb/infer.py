@@ -248,6 +248,10 @@ class InferSummary:
     frames: int = 0  # frames run through the models
     seconds: float = 0.0
     outputs: list[Path] = field(default_factory=list)
+    # where the wall time went, summed over videos: "start" (fetch, open, up to the loop), "wait_frames"
+    # (the loop waiting for decoded frames), "wait_models" (waiting for a batch's results), "collect"
+    # (items, masks and blur per frame), "finish" (scores, best frames, the document) and "write" (the JSON)
+    stage_seconds: dict = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -309,6 +313,9 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
                    opts: dict, device: str, frame_bar) -> tuple[dict, int]:
     """Decode, run the models, score, draw; returns (document, frames processed)."""
     from . import vis
+
+    t_start = time.perf_counter()
+    stages = opts.get("stages")  # InferSummary.stage_seconds, or None
 
     clothing, person = plan.clothing, plan.person
     same = clothing is not None and person is clothing
@@ -387,17 +394,31 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
             if frame_bar is not None:
                 frame_bar.update(len(batch))
 
+        def results(pending: tuple) -> dict:
+            since = time.perf_counter()
+            outs = pending[1].result()
+            _add_stage(stages, "wait_models", since)
+            return outs
+
         batch_iter = batches()
         in_flight = None  # (batch, future): the models work on batch k+1 while batch k is collected here
+        t = _add_stage(stages, "start", t_start)
         try:
             for batch in batch_iter:
+                t = _add_stage(stages, "wait_frames", t)
                 fut = _pool("batch", 1).submit(_forward_batch, dets, [b[3] for b in batch], size, device, person,
                                                plan.mask_label_ids, opts["mask_thresh"], opts["precision"])
                 previous, in_flight = in_flight, (batch, fut)  # the newest first: `finally` waits for it
                 if previous is not None:
-                    collect(previous[0], previous[1].result())
+                    outs = results(previous)
+                    t = time.perf_counter()
+                    collect(previous[0], outs)
+                    t = _add_stage(stages, "collect", t)
             if in_flight is not None:
-                collect(in_flight[0], in_flight[1].result())
+                outs = results(in_flight)
+                t = time.perf_counter()
+                collect(in_flight[0], outs)
+                t = _add_stage(stages, "collect", t)
                 in_flight = None
             if writer is not None:
                 writer.close()  # moves the finished mp4 into place
@@ -446,7 +467,16 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
                                           "precision")}
     if opts["create_vis"] and "clothing" in doc.get("steps", []):
         vis.write_video_pictures(doc, path, out_dir=vis_dir, thresh=opts["thresh"])
+    _add_stage(stages, "finish", t)
     return doc, len(frame_indices)
+
+
+def _add_stage(stages: dict | None, name: str, since: float) -> float:
+    """Adds the time since ``since`` to ``stages[name]`` (if keeping them); returns now."""
+    now = time.perf_counter()
+    if stages is not None:
+        stages[name] = stages.get(name, 0.0) + (now - since)
+    return now
 
 
 def _merge(doc: dict, existing: dict | None, steps: set[str], models_used: dict, out_json: Path) -> dict:
@@ -581,6 +611,7 @@ def run_inference(input: Any, output_dir: str | os.PathLike, clothing_model: Any
                 max_frames=max_frames, rotate=str(rotate), batch_size=batch_size, create_vis=create_vis,
                 output_video=output_video, storage_options=storage_options, precision=precision)
     summary = InferSummary(output_dir=output_dir)
+    opts["stages"] = summary.stage_seconds
     precision_ctx = contextlib.ExitStack()  # closed in the `finally` below
     precision_ctx.enter_context(precision_flags(precision))
     t0 = time.perf_counter()
@@ -601,7 +632,9 @@ def run_inference(input: Any, output_dir: str | os.PathLike, clothing_model: Any
                         plan.mask_classes, plan.mask_label_ids)
             try:
                 doc, n = _process_video(src, out_json, sub, existing, opts=opts, device=device, frame_bar=frame_bar)
+                t_write = time.perf_counter()
                 write_json(out_json, doc)  # last: a JSON on disk means the video is complete
+                _add_stage(summary.stage_seconds, "write", t_write)
             except (YeayError, OSError) as e:
                 summary.failed.append(record_failure(output_dir, src, e))
                 continue

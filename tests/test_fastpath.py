@@ -392,3 +392,23 @@ def test_channels_last_is_wanted_only_for_models_without_group_norm(monkeypatch)
     frames = [np.zeros((100, 120, 3), np.uint8)] * 2
     x = fastpath.to_image_list(frames, (100, 120), fastpath.InputSpec.of(bn), "cpu").tensors
     assert x.is_contiguous()
+
+
+def test_gil_switch_is_short_on_cuda_only_and_restored(monkeypatch):
+    """gil_switch: the switch interval at GIL_SWITCH_S inside for a CUDA device, back afterwards (also
+    after an error); untouched for a CPU or with the switch off."""
+    import sys
+
+    before = sys.getswitchinterval()
+    assert before != fastpath.GIL_SWITCH_S
+    with fastpath.gil_switch("cuda:0"):
+        assert sys.getswitchinterval() == pytest.approx(fastpath.GIL_SWITCH_S)
+    assert sys.getswitchinterval() == before
+    with pytest.raises(RuntimeError), fastpath.gil_switch("cuda"):
+        raise RuntimeError("a failed video")
+    assert sys.getswitchinterval() == before
+    with fastpath.gil_switch("cpu"):
+        assert sys.getswitchinterval() == before
+    monkeypatch.setattr(fastpath, "SHORT_GIL_SWITCH", False)
+    with fastpath.gil_switch("cuda"):
+        assert sys.getswitchinterval() == before

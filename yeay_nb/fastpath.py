@@ -71,6 +71,8 @@ DENSE_RPN_NMS = False    # the RPN's NMS for the whole batch at once (dense_nms)
 DENSE_NMS_CHUNK = 1 << 27  # dense_nms: IoU-matrix entries (images x N x N) per piece, ~0.5 GB of float32
 SEGMENT_NMS = True       # inference NMS (the RPN's per image and level, the boxes' per image and class) for the
                          # whole batch in one GPU launch (segment_nms: a Triton kernel), where Triton runs
+SHORT_GIL_SWITCH = True  # a video on CUDA runs with Python's GIL switch interval at GIL_SWITCH_S (see gil_switch)
+GIL_SWITCH_S = 0.0005
 CPU_NMS_BY_GROUP = True  # on a CPU, torchvision's batched_nms (a loop over groups for large inputs: faster there)
 FLOAT32_GROUP_NORM = False  # GN models at inference: GroupNorm in float32 under autocast (torchvision's
                             # default) instead of models.LowPrecisionGroupNorm's bf16 (training's choice)
@@ -894,6 +896,32 @@ def precision_flags(precision: str):
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def gil_switch(device: Any):
+    """Python's thread switch interval at :data:`GIL_SWITCH_S` while inside, on CUDA (with
+    :data:`SHORT_GIL_SWITCH`); the previous interval comes back on exit. Process-wide.
+
+    Why: on a GPU the video path keeps several Python threads busy (a thread per model, the batch
+    thread, the main thread collecting results) beside the decode thread, whose decoding and colour
+    conversion free the GIL a few times a frame. Each time it wants the GIL back it can wait for a
+    busy thread's whole switch interval (5 ms by default): measured on an H200, the loop spent 0.75 s
+    of 2.07 waiting for decoded frames, while decoding alone runs at ~535 frames/s (0.45 s for the
+    240 frames; benchmarks/RESULTS.md, 2026-11-29 fifth session)."""
+    import sys
+
+    import torch
+
+    if not (SHORT_GIL_SWITCH and torch.device(device).type == "cuda"):
+        yield
+        return
+    saved = sys.getswitchinterval()
+    sys.setswitchinterval(GIL_SWITCH_S)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(saved)
 
 
 _LANES: dict = {}

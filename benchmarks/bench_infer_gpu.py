@@ -502,7 +502,7 @@ def main() -> None:
         result["precisions"].append(row)
         print(f"[bench] precision: {row}", flush=True)
     result["ablations"] = []
-    levers = ("CONCURRENT_MODELS", "CHANNELS_LAST", "FOLD_NORMS", "SEGMENT_NMS", "SHORT_GIL_SWITCH", "PER_LEVEL_RPN_NMS", "DENSE_RPN_NMS",
+    levers = ("CONCURRENT_MODELS", "CHANNELS_LAST", "FOLD_NORMS", "SEGMENT_NMS", "DECODE_PROCESS", "SHORT_GIL_SWITCH", "PER_LEVEL_RPN_NMS", "DENSE_RPN_NMS",
               "FLOAT32_GROUP_NORM")
     bs = best["batch_size"]
     for flag in (args.ablate or levers) if args.ablate is not None else ():

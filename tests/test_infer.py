@@ -442,3 +442,34 @@ def test_precision_sets_tf32_for_the_run_only_and_is_recorded(videos, tmp_path):
     assert cli.precision == "tf32"
     with pytest.raises(ParamsError, match="precision"):
         params_from_dict({"infer": {"precision": "half"}})
+
+
+def test_the_decode_process_gives_the_thread_paths_outputs(videos, tmp_path, monkeypatch, capsys):
+    """Decoding in the decode process (forced here; CUDA runs take it): every JSON as with the decode
+    thread, the rotated video too; the process was used once per video. Without room in shared
+    memory the run falls back to the thread, says so once, and still gives the same JSONs."""
+    from yeay_nb import decode_worker, infer
+
+    def docs(out):
+        res = {}
+        for p in sorted(out.glob("*.json")):
+            d = json.loads(p.read_text())
+            d.pop("classifiedAt")
+            res[p.name] = d
+        return res
+
+    s = run_inference(videos[0], tmp_path / "thread", fake_detector(), "same", batch_size=4, progress=False)
+    made = []
+    real = decode_worker.DecodedFrames
+    monkeypatch.setattr(decode_worker, "DecodedFrames", lambda *a, **k: made.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr(infer, "_decode_in_process", lambda device: True)
+    p = run_inference(videos[0], tmp_path / "process", fake_detector(), "same", batch_size=4, progress=False)
+    assert sorted(p.done) == sorted(s.done) and len(made) == 3 == len(s.done)
+    thread_docs = docs(tmp_path / "thread")
+    assert docs(tmp_path / "process") == thread_docs and len(thread_docs) == 3
+    monkeypatch.setattr(decode_worker, "shared_memory_room", lambda: 0)
+    monkeypatch.setattr(infer, "_DECODE_FALLBACK_SAID", set())
+    f = run_inference(videos[0], tmp_path / "fallback", fake_detector(), "same", batch_size=4, progress=False)
+    assert len(made) == 3 and sorted(f.done) == sorted(s.done)
+    assert capsys.readouterr().err.count("decoding in a thread, not in the decode process") == 1
+    assert docs(tmp_path / "fallback") == thread_docs

@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -354,11 +355,17 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
             for i, rgb in reader.frames(stride=stride, max_frames=max_frames):
                 net = fastpath.cpu_presize(rgb, presize) if presize is not None else rgb
                 blur = blur_pool.submit(scoring.laplacian_variance, rgb)
-                yield i, (rgb if keep_full else None), blur, net
+                yield i, (rgb if keep_full else None), blur, net, None
+
+        # (frame index, full frame or None, blur score's future, the models' frame, its ring slot or None)
+        source = None if keep_full else _decode_process(path, info, presize, batch_size, opts, device)
 
         def batches() -> Iterator[list]:
             buf: list = []
-            frames = prefetch(frames_with_blur(), maxsize=2 * batch_size)
+            if source is not None:  # the decode process: frames in shared memory, no thread here
+                frames = ((i, None, _Ready(blur), net, slot) for i, net, blur, slot in source)
+            else:
+                frames = prefetch(frames_with_blur(), maxsize=2 * batch_size)
             try:
                 for x in frames:
                     buf.append(x)
@@ -369,13 +376,15 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
                     yield buf
             finally:
                 frames.close()  # stops and joins the decode thread
+                if source is not None:
+                    source.close()  # stops the worker's decoding if still going; frees the ring
 
         size = (info.height, info.width)
 
         def collect(batch: list, outs: dict) -> None:
             host_dets = outs[id(clothing)][0] if clothing is not None else None
             host_masks = outs[id(person)][1] if person is not None else None
-            for k, (i, rgb, lap, _) in enumerate(batch):
+            for k, (i, rgb, lap, _, _) in enumerate(batch):
                 frame_indices.append(i)
                 blur_raw.append(lap.result())
                 frame_items: list = []
@@ -398,6 +407,9 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
             since = time.perf_counter()
             outs = pending[1].result()
             _add_stage(stages, "wait_models", since)
+            if source is not None:  # the models are done with these frames: their slots go back
+                for b in pending[0]:
+                    source.release(b[4])
             return outs
 
         batch_iter = batches()
@@ -430,7 +442,7 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
             batch_iter.close()  # the decode thread must stop before the reader closes
             if writer is not None:
                 writer.abort()
-        fcnt = reader.decoded
+        fcnt = reader.decoded if source is None else source.decoded
 
     blur = [round(v, 6) for v in scoring.normalize_blur(blur_raw)]
     doc: dict[str, Any] = {
@@ -469,6 +481,60 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
         vis.write_video_pictures(doc, path, out_dir=vis_dir, thresh=opts["thresh"])
     _add_stage(stages, "finish", t)
     return doc, len(frame_indices)
+
+
+class _Ready:
+    """A blur score that is already known, with a future's ``result()``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def result(self) -> float:
+        return self.value
+
+
+DECODE_SLOTS_PER_BATCH = 3  # the ring: a batch with the models, one being gathered, one decoded ahead
+_DECODE_FALLBACK_SAID: set = set()
+
+
+def _decode_process(path: Path, info: Any, presize: Any, batch_size: int, opts: dict, device: str):
+    """A :class:`~yeay_nb.decode_worker.DecodedFrames` for this video when the decode process pays
+    (a CUDA device, ``fastpath.DECODE_PROCESS``) and the ring fits in shared memory; else None (the
+    caller decodes in a thread). Says once per reason why it fell back."""
+    from . import decode_worker, fastpath
+
+    if not _decode_in_process(device):
+        return None
+    h, w = int(info.height), int(info.width)
+    if presize is not None:
+        rh, rw = presize.resized(h, w)
+        if h * w >= fastpath.PRESIZE_PIXEL_RATIO * rh * rw:  # what cpu_presize does
+            h, w = rh, rw
+    slots = DECODE_SLOTS_PER_BATCH * batch_size
+    need, room = slots * h * w * 3, decode_worker.shared_memory_room()
+    if need > room // 2:
+        reason, why = "memory", f"its ring needs {need / 2**20:.0f} MiB of shared memory, /dev/shm has {room / 2**20:.0f} free"
+    else:
+        try:
+            return decode_worker.DecodedFrames(str(path), shape=(h, w, 3), slots=slots, rotate=opts["rotate"],
+                                               stride=opts["stride"], max_frames=opts["max_frames"], presize=presize)
+        except decode_worker.WorkerUnavailable as e:
+            reason, why = "start", str(e)
+    if reason not in _DECODE_FALLBACK_SAID:
+        _DECODE_FALLBACK_SAID.add(reason)
+        print(f"[yeay-nb] decoding in a thread, not in the decode process: {why}", file=sys.stderr)
+    return None
+
+
+def _decode_in_process(device: str) -> bool:
+    """Whether videos decode in the decode process: on CUDA, where the models outrun a decode thread
+    that shares the GIL with them (fastpath.DECODE_PROCESS switches it off). On a CPU the models are
+    the slow part and a process would only add its start."""
+    from . import fastpath
+
+    return fastpath.DECODE_PROCESS and str(device).startswith("cuda")
 
 
 def _add_stage(stages: dict | None, name: str, since: float) -> float:

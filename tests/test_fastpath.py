@@ -412,3 +412,22 @@ def test_gil_switch_is_short_on_cuda_only_and_restored(monkeypatch):
     monkeypatch.setattr(fastpath, "SHORT_GIL_SWITCH", False)
     with fastpath.gil_switch("cuda"):
         assert sys.getswitchinterval() == before
+
+
+def test_frozen_gc_freezes_on_cuda_only_and_unfreezes(monkeypatch):
+    """frozen_gc: the objects made before are frozen inside for a CUDA device (and unfrozen after,
+    also after an error); nothing frozen for a CPU or with the switch off."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    with fastpath.frozen_gc("cuda"):
+        assert gc.get_freeze_count() > 1000
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), fastpath.frozen_gc("cuda:0"):
+        raise RuntimeError("a failed video")
+    assert gc.get_freeze_count() == 0
+    with fastpath.frozen_gc("cpu"):
+        assert gc.get_freeze_count() == 0
+    monkeypatch.setattr(fastpath, "FREEZE_GC", False)
+    with fastpath.frozen_gc("cuda"):
+        assert gc.get_freeze_count() == 0

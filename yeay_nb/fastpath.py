@@ -72,6 +72,7 @@ DENSE_NMS_CHUNK = 1 << 27  # dense_nms: IoU-matrix entries (images x N x N) per 
 SEGMENT_NMS = True       # inference NMS (the RPN's per image and level, the boxes' per image and class) for the
                          # whole batch in one GPU launch (segment_nms: a Triton kernel), where Triton runs
 DECODE_PROCESS = True    # on CUDA, decode in a process of its own (yeay_nb.decode_worker), frames through shared memory
+FREEZE_GC = True         # on CUDA, gc.freeze() while videos run: full collections skip the objects made before
 SHORT_GIL_SWITCH = True  # a video on CUDA runs with Python's GIL switch interval at GIL_SWITCH_S (see gil_switch)
 GIL_SWITCH_S = 0.0005
 CPU_NMS_BY_GROUP = True  # on a CPU, torchvision's batched_nms (a loop over groups for large inputs: faster there)
@@ -923,6 +924,28 @@ def gil_switch(device: Any):
         yield
     finally:
         sys.setswitchinterval(saved)
+
+
+@contextlib.contextmanager
+def frozen_gc(device: Any):
+    """``gc.freeze()`` while inside, on CUDA (with :data:`FREEZE_GC`); ``gc.unfreeze()`` on exit.
+
+    Why: a run's items (~100 small lists a frame) trigger Python's full collections, and each one
+    walks every object of the process (the models, torch, the notebook's own) holding the GIL that
+    the model threads need; frozen, the objects made before the run are skipped. Garbage among them
+    is collected after the run, when they are unfrozen."""
+    import gc
+
+    import torch
+
+    if not (FREEZE_GC and torch.device(device).type == "cuda"):
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 _LANES: dict = {}

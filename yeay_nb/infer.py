@@ -44,7 +44,7 @@ from . import scoring
 from .atomic import write_json
 from .contract import SCHEMA_VERSION
 from .errors import CheckpointError, ParamsError, VideoError, YeayError
-from .fastpath import DEFAULT_PRECISION, PRECISIONS, gil_switch, precision_flags
+from .fastpath import DEFAULT_PRECISION, PRECISIONS, frozen_gc, gil_switch, precision_flags
 from .video import VideoReader, VideoSource, fetch, prefetch, resolve_sources, shard, world_from_env
 
 STEPS = ("clothing", "person")
@@ -681,6 +681,7 @@ def run_inference(input: Any, output_dir: str | os.PathLike, clothing_model: Any
     precision_ctx = contextlib.ExitStack()  # closed in the `finally` below
     precision_ctx.enter_context(precision_flags(precision))
     precision_ctx.enter_context(gil_switch(device))
+    precision_ctx.enter_context(frozen_gc(device))
     t0 = time.perf_counter()
     video_bar = tqdm(mine, desc=f"videos (rank {rank}/{world_size})" if world_size > 1 else "videos",
                      unit="video", disable=not progress, position=0)

@@ -38,17 +38,27 @@ def _drain(src):
     return got
 
 
-@pytest.mark.parametrize("stride,max_frames", [(1, None), (3, 11)])
-def test_frames_blur_and_count_equal_decoding_here(videos, stride, max_frames):
+@pytest.mark.parametrize("stride,max_frames,chunk", [(1, None, 1), (3, 11, 1), (1, None, 4)])
+def test_frames_blur_and_count_equal_decoding_here(videos, stride, max_frames, chunk, monkeypatch):
+    """Every frame, blur score and the decoded count as decoding here; with ``chunk`` 4 the frames come
+    four to a message (fewer messages than frames), except where the ring runs out first."""
+    replies = []
+    real = decode_worker._Worker.reply
+    monkeypatch.setattr(decode_worker._Worker, "reply", lambda self: replies.append(1) or real(self))
     for path in videos:
         info, want, decoded = _in_process(path, stride, max_frames)
-        src = decode_worker.DecodedFrames(str(path), shape=(info.height, info.width, 3), slots=3, stride=stride,
-                                          max_frames=max_frames)
+        replies.clear()
+        src = decode_worker.DecodedFrames(str(path), shape=(info.height, info.width, 3), slots=6, stride=stride,
+                                          max_frames=max_frames, chunk=chunk)
         got = _drain(src)
         src.close()
         assert [g[0] for g in got] == [w[0] for w in want] and len(got) > 2
         assert all(np.array_equal(g[1], w[1]) and g[2] == w[2] for g, w in zip(got, want))
         assert src.decoded == decoded
+        if chunk == 1:
+            assert len(replies) == len(got) + 1  # a message a frame, then "end"
+        else:
+            assert len(replies) <= len(got) // 2 + 1
 
 
 def test_large_frames_come_presized_with_the_full_frames_blur(videos):

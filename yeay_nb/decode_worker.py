@@ -71,7 +71,7 @@ def _one_video(conn, msg: tuple, backlog: collections.deque, blur_pool) -> bool:
     from .fastpath import cpu_presize
     from .video import VideoReader
 
-    _, seq, path, rotate, stride, max_frames, presize, shm_name, shape, slots = msg
+    _, seq, path, rotate, stride, max_frames, presize, shm_name, shape, slots, chunk = msg
     free, state = list(range(slots)), {"stop": False, "gone": False}
 
     def handle(m) -> None:
@@ -85,11 +85,18 @@ def _one_video(conn, msg: tuple, backlog: collections.deque, blur_pool) -> bool:
             backlog.append(m)
 
     pending: collections.deque = collections.deque()  # (frame index, slot, blur future), in frame order
+    ready: list = []  # (frame index, slot, blur score), in order, not yet sent
 
-    def flush(keep: int) -> None:  # frames go out in order, each once its blur score is in
+    def flush(keep: int) -> None:
+        """Frames go out in order, each once its blur score is in, ``chunk`` to a message (one GIL
+        round trip in the consumer per message, not per frame); all of them when ``keep`` is 0."""
+        nonlocal ready
         while len(pending) > keep or (pending and pending[0][2].done()):
             i, slot, blur = pending.popleft()
-            conn.send(("frame", seq, i, slot, blur.result()))
+            ready.append((i, slot, blur.result()))
+        if ready and (len(ready) >= chunk or keep == 0):
+            conn.send(("frames", seq, ready))
+            ready = []
 
     def take_slot() -> int | None:
         try:
@@ -240,14 +247,14 @@ class DecodedFrames:
 
     ``frame`` (``shape``: rows, columns, 3: what :func:`~yeay_nb.fastpath.cpu_presize` makes of each
     upright frame with ``presize``) lies in shared memory and stays valid until ``release(slot)``;
-    the decoder holds at most ``slots`` frames out. ``blur`` is
+    the decoder holds at most ``slots`` frames out and sends them ``chunk`` to a message. ``blur`` is
     :func:`~yeay_nb.scoring.laplacian_variance` of the full frame. ``decoded`` is the decoded frame
     count once the loop has ended. ``close()`` (also early: stops the decoding) frees the ring once
     the worker has let go of it; frames still referenced keep their memory until dropped.
     Raises :class:`WorkerUnavailable` if the worker cannot be started."""
 
     def __init__(self, path: str, *, shape, slots: int, rotate: Any = "auto", stride: int = 1,
-                 max_frames: int | None = None, presize: Any = None) -> None:
+                 max_frames: int | None = None, presize: Any = None, chunk: int = 1) -> None:
         from multiprocessing import shared_memory
 
         self.worker = _worker()
@@ -256,17 +263,18 @@ class DecodedFrames:
         self.decoded: int | None = None
         self.done = False
         self.out: set = set()  # slots handed out and not yet released: the ring stays mapped for them
+        self.received: collections.deque = collections.deque()  # frames the worker sent, not yet handed out
         self.closing = False
         self.shm = shared_memory.SharedMemory(create=True, size=slots * int(np.prod(self.shape)))
         self.buf = np.ndarray((slots, *self.shape), np.uint8, self.shm.buf)
         self.worker.send(("video", self.seq, str(path), rotate, stride, max_frames, presize, self.shm.name,
-                          self.shape, slots))
+                          self.shape, slots, max(1, int(chunk))))
 
     def __iter__(self) -> "DecodedFrames":
         return self
 
     def __next__(self) -> tuple[int, np.ndarray, float, int]:
-        while not self.done:
+        while not self.received and not self.done:
             try:
                 kind, seq, *rest = self.worker.reply()
             except VideoError:
@@ -274,15 +282,19 @@ class DecodedFrames:
                 raise
             if seq != self.seq:
                 continue  # a late reply about an earlier video that stopped early
-            if kind == "frame":
-                i, slot, blur = rest
-                self.out.add(slot)
-                return i, self.buf[slot], blur, slot
+            if kind == "frames":
+                self.received.extend(rest[0])
+                continue
             self.done = True
             if kind == "error":
+                self.received.clear()  # frames before the error are dropped with the video
                 raise rest[0]
             self.decoded = rest[0]
-        raise StopIteration
+        if not self.received:
+            raise StopIteration
+        i, slot, blur = self.received.popleft()
+        self.out.add(slot)
+        return i, self.buf[slot], blur, slot
 
     def release(self, slot: int) -> None:
         """The frame in ``slot`` is no longer read: the worker may write it again."""

@@ -71,7 +71,9 @@ DENSE_RPN_NMS = False    # the RPN's NMS for the whole batch at once (dense_nms)
 DENSE_NMS_CHUNK = 1 << 27  # dense_nms: IoU-matrix entries (images x N x N) per piece, ~0.5 GB of float32
 SEGMENT_NMS = True       # inference NMS (the RPN's per image and level, the boxes' per image and class) for the
                          # whole batch in one GPU launch (segment_nms: a Triton kernel), where Triton runs
-DECODE_PROCESS = True    # on CUDA, decode in a process of its own (yeay_nb.decode_worker), frames through shared memory
+DECODE_PROCESS = False   # on CUDA, decode in a process of its own (yeay_nb.decode_worker), frames through shared
+                         # memory: 0.994x paired at 540p and 1080p / 4K slower (one H200, RESULTS.md), so off;
+                         # it then sent a message a frame (chunked since: unmeasured)
 FREEZE_GC = True         # on CUDA, gc.freeze() while videos run: full collections skip the objects made before
 SHORT_GIL_SWITCH = True  # a video on CUDA runs with Python's GIL switch interval at GIL_SWITCH_S (see gil_switch)
 GIL_SWITCH_S = 0.0005

@@ -519,7 +519,8 @@ def _decode_process(path: Path, info: Any, presize: Any, batch_size: int, opts: 
     else:
         try:
             return decode_worker.DecodedFrames(str(path), shape=(h, w, 3), slots=slots, rotate=opts["rotate"],
-                                               stride=opts["stride"], max_frames=opts["max_frames"], presize=presize)
+                                               stride=opts["stride"], max_frames=opts["max_frames"], presize=presize,
+                                               chunk=batch_size)
         except decode_worker.WorkerUnavailable as e:
             reason, why = "start", str(e)
     if reason not in _DECODE_FALLBACK_SAID:

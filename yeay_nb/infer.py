@@ -642,7 +642,8 @@ def run_inference(input: Any, output_dir: str | os.PathLike, clothing_model: Any
     ``precision``: ``"tf32"`` (default: float32 tensors, TF32 convolutions and matmuls; within the
     contract's tolerance of the plain loop for 99% of the detections), ``"bf16"`` (autocast on
     CUDA; ~9% faster, boxes and masks move more), ``"fp16"`` (float16 autocast: TF32's mantissa,
-    bf16's speed, a narrower range; on an H100 within the tolerance as tf32 is, 1.19x tf32 on a folded-BN pair) or ``"fp32"`` (no autocast, no TF32: the results
+    bf16's speed, a narrower range; 1.16-1.32x tf32 on folded-BN pairs, 1.03x with a GN model; with trained
+    models 98.6-99.2% of boxes within the tolerance vs tf32's 99.1%) or ``"fp32"`` (no autocast, no TF32: the results
     of the plain per-frame torchvision loop, to rounding; see benchmarks/RESULTS.md). CPUs always
     run float32.
     """

@@ -60,6 +60,18 @@ def test_the_summary_says_where_the_time_went(full_run):
     assert 0.5 * s.seconds < sum(st.values()) <= s.seconds
 
 
+def test_collect_time_is_counted_as_collect(videos, tmp_path, monkeypatch):
+    """A slow collect (20 ms a frame, 10 frames) shows up as the collect stage, and the stages still
+    cover the run."""
+    from yeay_nb import infer
+
+    real = infer._items_from
+    monkeypatch.setattr(infer, "_items_from", lambda *a: time.sleep(0.02) or real(*a))
+    s = run_inference(videos[1][1], tmp_path, fake_detector(), "same", batch_size=4, progress=False)
+    assert s.frames == 10 and s.stage_seconds["collect"] >= 0.2
+    assert 0.8 * s.seconds < sum(s.stage_seconds.values()) <= s.seconds
+
+
 def test_every_output_validates_and_matches_the_video(videos, full_run):
     out, s = full_run
     assert sorted(s.done) == ["synth_000", "synth_001", "synth_002"] and not s.failed and not s.skipped

@@ -199,6 +199,11 @@ def naive(video: Path, person_ckpt: Path, clothing_ckpt: Path, frames: int, devi
 
 
 # --------------------------------------------------------------------------- ours
+# the fast path's switches (yeay_nb.fastpath) that a bare --ablate flips one at a time
+LEVERS = ("CONCURRENT_MODELS", "CHANNELS_LAST", "FOLD_NORMS", "SEGMENT_NMS", "DECODE_PROCESS", "FREEZE_GC",
+          "SHORT_GIL_SWITCH", "PER_LEVEL_RPN_NMS", "DENSE_RPN_NMS", "FLOAT32_GROUP_NORM")
+
+
 def ours(video: Path, person_det, clothing_det, frames: int, batch_size: int, device: str, out: Path,
          precision: str) -> dict:
     import torch
@@ -503,10 +508,8 @@ def main() -> None:
         result["precisions"].append(row)
         print(f"[bench] precision: {row}", flush=True)
     result["ablations"] = []
-    levers = ("CONCURRENT_MODELS", "CHANNELS_LAST", "FOLD_NORMS", "SEGMENT_NMS", "DECODE_PROCESS", "FREEZE_GC", "SHORT_GIL_SWITCH", "PER_LEVEL_RPN_NMS", "DENSE_RPN_NMS",
-              "FLOAT32_GROUP_NORM")
     bs = best["batch_size"]
-    for flag in (args.ablate or levers) if args.ablate is not None else ():
+    for flag in (args.ablate or LEVERS) if args.ablate is not None else ():
         default = getattr(fastpath, flag)
         # some switches act when a model is prepared (load time), others while it runs: both under it
         flipped = lambda: mock.patch.object(fastpath, flag, not default)  # noqa: E731

@@ -107,6 +107,21 @@ def test_bench_infer_gpu_tiny_matches_the_naive_loop(tmp_path):
     assert len(full["naive"]["fps_runs"]) == 2 and len(full["ours"][0]["fps_runs"]) == 2
 
 
+def test_bench_infer_gpu_levers_are_the_fast_paths_switches():
+    """Every switch a bare --ablate flips is a boolean of yeay_nb.fastpath (a renamed or removed one
+    would break the GPU run only), and every boolean switch there is among them."""
+    import importlib.util
+
+    from yeay_nb import fastpath
+
+    spec = importlib.util.spec_from_file_location("bench_infer_gpu_levers", ROOT / "benchmarks" / "bench_infer_gpu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert all(isinstance(getattr(fastpath, name), bool) for name in mod.LEVERS)
+    switches = {k for k, v in vars(fastpath).items() if k.isupper() and isinstance(v, bool)}
+    assert switches - {"CPU_NMS_BY_GROUP"} == set(mod.LEVERS)
+
+
 @pytest.mark.slow
 def test_bench_infer_gpu_runs_a_trained_checkpoint_as_both_models(tmp_path):
     """--trained: one Mask R-CNN checkpoint (a CCP-like class list with 'person') gives the person

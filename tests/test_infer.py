@@ -457,10 +457,11 @@ def test_precision_sets_tf32_for_the_run_only_and_is_recorded(videos, tmp_path):
 
 
 def test_the_decode_process_gives_the_thread_paths_outputs(videos, tmp_path, monkeypatch, capsys):
-    """Decoding in the decode process (forced here; CUDA runs take it): every JSON as with the decode
-    thread, the rotated video too; the process was used once per video. Without room in shared
-    memory the run falls back to the thread, says so once, and still gives the same JSONs."""
-    from yeay_nb import decode_worker, infer
+    """Decoding in the decode process (forced here; on CUDA with fastpath.DECODE_PROCESS): every JSON as
+    with the decode thread, the rotated video too; the process was used once per video. So with the
+    decode thread handing over whole batches (BATCH_HANDOFF). Without room in shared memory the run
+    falls back to the thread, says so once, and still gives the same JSONs."""
+    from yeay_nb import decode_worker, fastpath, infer
 
     def docs(out):
         res = {}
@@ -479,6 +480,22 @@ def test_the_decode_process_gives_the_thread_paths_outputs(videos, tmp_path, mon
     assert sorted(p.done) == sorted(s.done) and len(made) == 3 == len(s.done)
     thread_docs = docs(tmp_path / "thread")
     assert docs(tmp_path / "process") == thread_docs and len(thread_docs) == 3
+    monkeypatch.setattr(infer, "_decode_in_process", lambda device: False)
+    monkeypatch.setattr(fastpath, "BATCH_HANDOFF", True)  # the decode thread hands over whole batches
+    handed = []
+    real_prefetch = infer.prefetch
+
+    def spy(items, maxsize):
+        for x in real_prefetch(items, maxsize):
+            handed.append(len(x) if isinstance(x, list) else None)
+            yield x
+
+    monkeypatch.setattr(infer, "prefetch", spy)
+    assert docs(run_inference(videos[0], tmp_path / "handoff", fake_detector(), "same", batch_size=4,
+                              progress=False).output_dir) == thread_docs and len(made) == 3
+    assert handed == [4, 4, 2] * 3  # three 10-frame videos, a queue item a batch
+    monkeypatch.setattr(fastpath, "BATCH_HANDOFF", False)
+    monkeypatch.setattr(infer, "_decode_in_process", lambda device: True)
     monkeypatch.setattr(decode_worker, "shared_memory_room", lambda: 0)
     monkeypatch.setattr(infer, "_DECODE_FALLBACK_SAID", set())
     f = run_inference(videos[0], tmp_path / "fallback", fake_detector(), "same", batch_size=4, progress=False)

@@ -74,6 +74,8 @@ SEGMENT_NMS = True       # inference NMS (the RPN's per image and level, the box
 DECODE_PROCESS = False   # on CUDA, decode in a process of its own (yeay_nb.decode_worker), frames through shared
                          # memory: 0.994x paired at 540p and 1080p / 4K slower (one H200, RESULTS.md), so off;
                          # it then sent a message a frame (chunked since: unmeasured)
+BATCH_HANDOFF = False    # the decode thread hands the main thread whole batches (one queue item each, not one a
+                         # frame: each is a GIL round trip beside the model threads); unmeasured, so off
 FREEZE_GC = True         # on CUDA, gc.freeze() while videos run: full collections skip the objects made before
 SHORT_GIL_SWITCH = True  # a video on CUDA runs with Python's GIL switch interval at GIL_SWITCH_S (see gil_switch)
 GIL_SWITCH_S = 0.0005

@@ -361,21 +361,16 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
         source = None if keep_full else _decode_process(path, info, presize, batch_size, opts, device)
 
         def batches() -> Iterator[list]:
-            buf: list = []
             if source is not None:  # the decode process: frames in shared memory, no thread here
-                frames = ((i, None, _Ready(blur), net, slot) for i, net, blur, slot in source)
+                groups = _grouped(((i, None, _Ready(blur), net, slot) for i, net, blur, slot in source), batch_size)
+            elif fastpath.BATCH_HANDOFF:  # the decode thread groups the frames: one queue item a batch
+                groups = prefetch(_grouped(frames_with_blur(), batch_size), maxsize=2)
             else:
-                frames = prefetch(frames_with_blur(), maxsize=2 * batch_size)
+                groups = _grouped(prefetch(frames_with_blur(), maxsize=2 * batch_size), batch_size)
             try:
-                for x in frames:
-                    buf.append(x)
-                    if len(buf) == batch_size:
-                        yield buf
-                        buf = []
-                if buf:
-                    yield buf
+                yield from groups
             finally:
-                frames.close()  # stops and joins the decode thread
+                groups.close()  # stops and joins the decode thread
                 if source is not None:
                     source.close()  # stops the worker's decoding if still going; frees the ring
 
@@ -481,6 +476,23 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
         vis.write_video_pictures(doc, path, out_dir=vis_dir, thresh=opts["thresh"])
     _add_stage(stages, "finish", t)
     return doc, len(frame_indices)
+
+
+def _grouped(items: Iterator, n: int) -> Iterator[list]:
+    """Lists of ``n`` consecutive items (the last one shorter); closing it closes ``items``."""
+    buf: list = []
+    try:
+        for x in items:
+            buf.append(x)
+            if len(buf) == n:
+                yield buf
+                buf = []
+        if buf:
+            yield buf
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 class _Ready:

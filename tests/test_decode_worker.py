@@ -89,6 +89,11 @@ def test_a_full_ring_pauses_the_decoder_until_a_slot_comes_back(videos):
     assert src.shm is not None
     src.release(third[3])
     assert src.shm is None
+    # abandon: unmapped at once even with a frame out (a caller done with all of them, e.g. after an error)
+    src = decode_worker.DecodedFrames(str(videos[1]), shape=(info.height, info.width, 3), slots=2)
+    next(src)
+    src.abandon()
+    assert src.shm is None and src.done
 
 
 def test_early_stop_bad_file_and_a_dead_worker(videos, tmp_path):

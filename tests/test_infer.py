@@ -502,3 +502,22 @@ def test_the_decode_process_gives_the_thread_paths_outputs(videos, tmp_path, mon
     assert len(made) == 3 and sorted(f.done) == sorted(s.done)
     assert capsys.readouterr().err.count("decoding in a thread, not in the decode process") == 1
     assert docs(tmp_path / "fallback") == thread_docs
+
+
+def test_the_decode_process_records_a_bad_video_and_goes_on(videos, tmp_path, monkeypatch):
+    """With the decode process too, an undecodable video is one recorded failure naming the file (it
+    fails when opened for its size, before the worker sees it; the worker's own errors:
+    test_decode_worker.py) and the video after it is done by the worker."""
+    import shutil
+
+    from yeay_nb import infer
+
+    monkeypatch.setattr(infer, "_decode_in_process", lambda device: True)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video" * 50)
+    shutil.copy(videos[1][1], folder / "b_good.mp4")
+    s = run_inference(folder, tmp_path / "out", fake_detector(), "same", batch_size=4, progress=False)
+    assert s.done == ["b_good"] and [f["video_id"] for f in s.failed] == ["a_bad"]
+    assert s.failed[0]["error"] == "VideoError" and "a_bad.mp4" in s.failed[0]["reason"]
+    assert json.loads((tmp_path / "out" / "b_good.json").read_text())["video_fcnt"] == 10

@@ -322,6 +322,13 @@ class DecodedFrames:
         if not self.out:
             self._unmap()
 
+    def abandon(self) -> None:
+        """:meth:`close`, and the ring unmapped even if frames are still out: for a caller that will
+        read none of them again (e.g. after an error, once its models have finished)."""
+        self.close()
+        self.out.clear()
+        self._unmap()
+
     def _unmap(self) -> None:
         if self.shm is not None:
             self.buf = None

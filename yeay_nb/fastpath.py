@@ -520,7 +520,7 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
             keep = keep[:top_n]
             out.append(torch.where(valid[i, keep, None], boxes[i, keep], -1.0))
         return out
-    if SEGMENT_NMS and segment_nms.available(boxes.device):
+    if SEGMENT_NMS and segment_nms.available(boxes.device) and rpn.pre_nms_top_n() <= segment_nms.MAX_BLOCK:
         order, kept = rpn_segment_nms(boxes, scores, levels, valid, per_level, rpn.pre_nms_top_n(), rpn.nms_thresh,
                                       top_n)
         picked = boxes.gather(1, order[..., None].expand(-1, -1, 4))
@@ -602,7 +602,7 @@ def box_detections(rh, class_logits, box_regression, proposals: list, image_size
     roi, cls = cand.nonzero(as_tuple=True)
     image_of_roi = torch.repeat_interleave(torch.arange(len(counts), device=roi.device),
                                            torch.as_tensor(counts, device=roi.device))
-    if SEGMENT_NMS and segment_nms.available(roi.device) and len(roi):
+    if SEGMENT_NMS and segment_nms.available(roi.device) and len(roi) and max(counts) <= segment_nms.MAX_BLOCK:
         return _box_segment_nms(rh, boxes[roi, cls], scores[roi, cls], cls + 1, image_of_roi[roi], len(counts),
                                 scores.shape[1], max(counts))
     per_image = torch.bincount(image_of_roi[roi], minlength=len(counts)).tolist()

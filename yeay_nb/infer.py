@@ -435,6 +435,8 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
                 with contextlib.suppress(Exception):
                     in_flight[1].result()
             batch_iter.close()  # the decode thread must stop before the reader closes
+            if source is not None:  # no model reads a frame any more (in_flight is done): unmap the ring now,
+                source.abandon()    # also where an error left frames unreleased
             if writer is not None:
                 writer.abort()
         fcnt = reader.decoded if source is None else source.decoded

@@ -58,6 +58,7 @@ def test_the_summary_says_where_the_time_went(full_run):
     assert set(st) == {"start", "wait_frames", "wait_models", "collect", "finish", "write"}
     assert all(v >= 0 for v in st.values()) and st["wait_models"] > 0
     assert 0.5 * s.seconds < sum(st.values()) <= s.seconds
+    assert f"; waited {st['wait_frames']:.1f} s for frames, {st['wait_models']:.1f} s for the models ->" in str(s)
 
 
 def test_collect_time_is_counted_as_collect(videos, tmp_path, monkeypatch):

@@ -259,8 +259,11 @@ class InferSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
+        st = self.stage_seconds
+        waits = (f"; waited {st.get('wait_frames', 0.0):.1f} s for frames, {st.get('wait_models', 0.0):.1f} s "
+                 "for the models") if self.frames and st else ""
         return (f"videos done {len(self.done)}, skipped {len(self.skipped)}, failed {len(self.failed)}; "
-                f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.2f} frames/s) -> {self.output_dir}")
+                f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.2f} frames/s){waits} -> {self.output_dir}")
 
 
 def _utc_now() -> str:

@@ -266,8 +266,9 @@ def test_dense_nms_keeps_what_torchvision_keeps_for_every_row():
 def triton_interpreter(monkeypatch):
     """Triton's interpreter: the segment-NMS kernel runs on CPU tensors (the GPU test runs it compiled)."""
     pytest.importorskip("triton", reason="the segment-NMS kernel is written in Triton (comes with torch on Linux)")
+    assert not segment_nms.available("cpu") or segment_nms._interpreting()  # the kernel needs CUDA ...
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert segment_nms.available("cpu")
+    assert segment_nms.available("cpu")  # ... or the interpreter
 
 
 def _segments_reference(boxes, valid, starts, counts, iou):

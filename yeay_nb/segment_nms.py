@@ -37,7 +37,7 @@ def _interpreting() -> bool:
 def available(device: Any) -> bool:
     """Whether :func:`segment_nms` can run on ``device`` (CUDA with Triton; any device under
     Triton's interpreter)."""
-    if getattr(device, "type", str(device)) != "cuda" and not _interpreting():
+    if getattr(device, "type", str(device).split(":")[0]) != "cuda" and not _interpreting():
         return False
     try:
         import triton  # noqa: F401

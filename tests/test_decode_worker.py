@@ -41,7 +41,7 @@ def _drain(src):
 @pytest.mark.parametrize("stride,max_frames,chunk", [(1, None, 1), (3, 11, 1), (1, None, 4)])
 def test_frames_blur_and_count_equal_decoding_here(videos, stride, max_frames, chunk, monkeypatch):
     """Every frame, blur score and the decoded count as decoding here; with ``chunk`` 4 the frames come
-    four to a message (fewer messages than frames), except where the ring runs out first."""
+    at least four to a message, except where the ring runs out or the video ends."""
     replies = []
     real = decode_worker._Worker.reply
     monkeypatch.setattr(decode_worker._Worker, "reply", lambda self: replies.append(1) or real(self))
@@ -55,10 +55,9 @@ def test_frames_blur_and_count_equal_decoding_here(videos, stride, max_frames, c
         assert [g[0] for g in got] == [w[0] for w in want] and len(got) > 2
         assert all(np.array_equal(g[1], w[1]) and g[2] == w[2] for g, w in zip(got, want))
         assert src.decoded == decoded
-        if chunk == 1:
-            assert len(replies) == len(got) + 1  # a message a frame, then "end"
-        else:
-            assert len(replies) <= len(got) // 2 + 1
+        # chunk 1: whatever is ready goes out (a message may carry several frames whose blur scores came
+        # in together); chunk 4: four or more to a message, but for the last ones
+        assert len(replies) <= (len(got) + 1 if chunk == 1 else len(got) // 2 + 1)
 
 
 def test_large_frames_come_presized_with_the_full_frames_blur(videos):

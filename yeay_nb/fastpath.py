@@ -259,11 +259,19 @@ def to_image_list(frames: Sequence[np.ndarray], original_size: tuple[int, int], 
 
 
 # --------------------------------------------------------------------------- forward
-def offset_by_group(boxes, groups):
+def offset_by_group(boxes, groups, valid=None):
     """``boxes`` (..., N, 4) moved apart by ``groups`` (..., N) so that boxes of different groups never
     overlap: torchvision's ``batched_nms`` coordinate trick, for one image or a batch (each image offset
-    by its own largest coordinate)."""
-    return boxes + groups.to(boxes)[..., None] * (boxes.amax(dim=(-2, -1), keepdim=True) + 1)
+    by its own largest coordinate; with ``valid`` (..., N), that of its valid boxes only, which are
+    all torchvision's call would have been given)."""
+    reach = boxes if valid is None else boxes.where(valid[..., None], 0.0)
+    return boxes + groups.to(boxes)[..., None] * (reach.amax(dim=(-2, -1), keepdim=True) + 1)
+
+
+def host_to_device(t, device):
+    """A small host tensor on ``device`` without a host synchronisation: through pinned memory with a
+    non-blocking copy on CUDA (a plain copy from pageable memory waits for the stream's queued work)."""
+    return (t.pin_memory() if device.type == "cuda" else t).to(device, non_blocking=True)
 
 
 def _nms_per_group(boxes, scores, groups, iou: float):
@@ -470,8 +478,7 @@ def filter_proposals(rpn, proposals, objectness, image_sizes: Sequence[tuple[int
     if all(sz == image_sizes[0] for sz in image_sizes):
         boxes = box_ops.clip_boxes_to_image(boxes, image_sizes[0])
     else:  # training batches: images of one padded batch keep their own sizes
-        hw = torch.tensor(image_sizes, dtype=boxes.dtype)  # from pinned memory: a copy without a sync
-        hw = (hw.pin_memory() if boxes.is_cuda else hw).to(boxes.device, non_blocking=True)
+        hw = host_to_device(torch.tensor(image_sizes, dtype=boxes.dtype), boxes.device)
         limit = torch.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], dim=1)[:, None, :]
         boxes = torch.minimum(boxes.clamp(min=0), limit)
     ws, hs = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
@@ -546,15 +553,14 @@ def rpn_segment_nms(boxes, scores, levels, valid, per_level: list, pre_top_n: in
     import torch
 
     b, n = scores.shape
-    reach = torch.where(valid[..., None], boxes, 0.0).amax(dim=(1, 2), keepdim=True)
-    shifted = boxes + levels[..., None].to(boxes) * (reach + 1)
+    shifted = offset_by_group(boxes, levels, valid)
     sizes = [min(pre_top_n, k) for k in per_level]
     level_starts = np.cumsum([0] + sizes[:-1])
     starts = (np.arange(b)[:, None] * n + level_starts[None]).reshape(-1)
     counts = np.tile(sizes, b)
-    dev = boxes.device
     keep = segment_nms.segment_nms(shifted.reshape(-1, 4), valid.reshape(-1),
-                                   torch.from_numpy(starts).to(dev), torch.from_numpy(counts).to(dev),
+                                   host_to_device(torch.from_numpy(starts), boxes.device),
+                                   host_to_device(torch.from_numpy(counts), boxes.device),
                                    iou, max(sizes)).view(b, n)
     # torchvision's NMS returns the kept boxes best first over all levels; then the top-N cut
     ranked = torch.where(keep, scores, float("-inf"))
@@ -570,21 +576,25 @@ def _box_segment_nms(rh, boxes, scores, labels, image_of: Any, n_images: int, n_
     import torch
 
     seg = image_of * n_classes + (labels - 1)
-    order = scores.argsort(descending=True, stable=True)
-    order = order[seg[order].argsort(stable=True)]  # by segment, best first within each
+    order = _by_group_best_first(seg, scores)
     boxes, scores, labels, seg, image_of = (t[order] for t in (boxes, scores, labels, seg, image_of))
     seg_counts = torch.bincount(seg, minlength=n_images * n_classes)
     keep = segment_nms.segment_nms(boxes, torch.ones_like(seg, dtype=torch.bool), seg_counts.cumsum(0) - seg_counts,
                                    seg_counts, rh.nms_thresh, max_per_segment)
     # each image's kept candidates best first (batched_nms's order), cut at detections_per_img
-    ranked = torch.where(keep, scores, float("-inf"))
-    order = ranked.argsort(descending=True, stable=True)
-    order = order[image_of[order].argsort(stable=True)]
+    order = _by_group_best_first(image_of, torch.where(keep, scores, float("-inf")))
     img_counts = torch.bincount(image_of, minlength=n_images)
     rank = torch.arange(len(order), device=order.device) - (img_counts.cumsum(0) - img_counts)[image_of[order]]
     order = order[keep[order] & (rank < rh.detections_per_img)]
     per_image = torch.bincount(image_of[order], minlength=n_images).tolist()
     return [list(t[order].split(per_image)) for t in (boxes, scores, labels)]
+
+
+def _by_group_best_first(groups, scores):
+    """The order that sorts by ``groups``, and within a group by descending ``scores`` (ties keep
+    their index order): two stable sorts."""
+    order = scores.argsort(descending=True, stable=True)
+    return order[groups[order].argsort(stable=True)]
 
 
 def box_detections(rh, class_logits, box_regression, proposals: list, image_size: tuple[int, int]) -> tuple:
@@ -602,11 +612,10 @@ def box_detections(rh, class_logits, box_regression, proposals: list, image_size
     roi, cls = cand.nonzero(as_tuple=True)
     image_of_roi = torch.repeat_interleave(torch.arange(len(counts), device=roi.device),
                                            torch.as_tensor(counts, device=roi.device))
-    if SEGMENT_NMS and segment_nms.available(roi.device) and len(roi) and max(counts) <= segment_nms.MAX_BLOCK:
-        return _box_segment_nms(rh, boxes[roi, cls], scores[roi, cls], cls + 1, image_of_roi[roi], len(counts),
-                                scores.shape[1], max(counts))
-    per_image = torch.bincount(image_of_roi[roi], minlength=len(counts)).tolist()
     bx, sc, lab = boxes[roi, cls], scores[roi, cls], cls + 1
+    if SEGMENT_NMS and segment_nms.available(roi.device) and len(roi) and max(counts) <= segment_nms.MAX_BLOCK:
+        return _box_segment_nms(rh, bx, sc, lab, image_of_roi[roi], len(counts), scores.shape[1], max(counts))
+    per_image = torch.bincount(image_of_roi[roi], minlength=len(counts)).tolist()
     all_boxes, all_scores, all_labels = [], [], []
     jobs = list(zip(bx.split(per_image), sc.split(per_image), lab.split(per_image)))
     for (b_i, s_i, l_i), keep in zip(jobs, nms_images(jobs, rh.nms_thresh)):

@@ -215,12 +215,19 @@ class InputSpec:
         return math.floor(h * scale), math.floor(w * scale)
 
 
+def presized_size(h: int, w: int, spec: InputSpec) -> tuple[int, int]:
+    """The (h, w) :func:`cpu_presize` gives an h×w frame: the network input size when the frame is
+    much larger (4K, 1080p), else its own."""
+    rh, rw = spec.resized(h, w)
+    return (h, w) if h * w < PRESIZE_PIXEL_RATIO * rh * rw else (rh, rw)
+
+
 def cpu_presize(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
     """``rgb`` resized on the CPU to the network input size when it is much larger (4K, 1080p);
     otherwise ``rgb`` itself. Bilinear without antialiasing, as torchvision's GPU resize."""
     h, w = rgb.shape[:2]
-    rh, rw = spec.resized(h, w)
-    if h * w < PRESIZE_PIXEL_RATIO * rh * rw:
+    rh, rw = presized_size(h, w, spec)
+    if (rh, rw) == (h, w):
         return rgb
     import cv2
 

@@ -401,14 +401,16 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
             if frame_bar is not None:
                 frame_bar.update(len(batch))
 
-        def results(pending: tuple) -> dict:
+        def finish_batch(pending: tuple) -> float:
+            """Waits for a batch's results (their slots go back to the ring), collects it; returns now."""
             since = time.perf_counter()
             outs = pending[1].result()
-            _add_stage(stages, "wait_models", since)
-            if source is not None:  # the models are done with these frames: their slots go back
+            since = _add_stage(stages, "wait_models", since)
+            if source is not None:  # the models are done with these frames
                 for b in pending[0]:
                     source.release(b[4])
-            return outs
+            collect(pending[0], outs)
+            return _add_stage(stages, "collect", since)
 
         batch_iter = batches()
         in_flight = None  # (batch, future): the models work on batch k+1 while batch k is collected here
@@ -420,15 +422,9 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
                                                plan.mask_label_ids, opts["mask_thresh"], opts["precision"])
                 previous, in_flight = in_flight, (batch, fut)  # the newest first: `finally` waits for it
                 if previous is not None:
-                    outs = results(previous)
-                    t = time.perf_counter()
-                    collect(previous[0], outs)
-                    t = _add_stage(stages, "collect", t)
+                    t = finish_batch(previous)
             if in_flight is not None:
-                outs = results(in_flight)
-                t = time.perf_counter()
-                collect(in_flight[0], outs)
-                t = _add_stage(stages, "collect", t)
+                t = finish_batch(in_flight)
                 in_flight = None
             if writer is not None:
                 writer.close()  # moves the finished mp4 into place
@@ -526,9 +522,7 @@ def _decode_process(path: Path, info: Any, presize: Any, batch_size: int, opts: 
         return None
     h, w = int(info.height), int(info.width)
     if presize is not None:
-        rh, rw = presize.resized(h, w)
-        if h * w >= fastpath.PRESIZE_PIXEL_RATIO * rh * rw:  # what cpu_presize does
-            h, w = rh, rw
+        h, w = fastpath.presized_size(h, w, presize)
     slots = DECODE_SLOTS_PER_BATCH * batch_size
     need, room = slots * h * w * 3, decode_worker.shared_memory_room()
     if need > room // 2:

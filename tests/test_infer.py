@@ -481,6 +481,17 @@ def test_the_decode_process_gives_the_thread_paths_outputs(videos, tmp_path, mon
     assert sorted(p.done) == sorted(s.done) and len(made) == 3 == len(s.done)
     thread_docs = docs(tmp_path / "thread")
     assert docs(tmp_path / "process") == thread_docs and len(thread_docs) == 3
+    # one frame a batch: a ring of 3 slots for 10-frame videos, so every slot must come back (else the
+    # decoder waits for ever: run in a thread with a time limit)
+    import threading
+
+    small: dict = {}
+    run = threading.Thread(target=lambda: small.update(s=run_inference(
+        videos[0], tmp_path / "ring", fake_detector(), "same", batch_size=1, progress=False)), daemon=True)
+    run.start()
+    run.join(120)
+    assert not run.is_alive(), "the decode process stalled: slots not handed back"
+    assert len(made) == 6 and docs(tmp_path / "ring") == thread_docs
     monkeypatch.setattr(infer, "_decode_in_process", lambda device: False)
     monkeypatch.setattr(fastpath, "BATCH_HANDOFF", True)  # the decode thread hands over whole batches
     handed = []
@@ -493,14 +504,14 @@ def test_the_decode_process_gives_the_thread_paths_outputs(videos, tmp_path, mon
 
     monkeypatch.setattr(infer, "prefetch", spy)
     assert docs(run_inference(videos[0], tmp_path / "handoff", fake_detector(), "same", batch_size=4,
-                              progress=False).output_dir) == thread_docs and len(made) == 3
+                              progress=False).output_dir) == thread_docs and len(made) == 6
     assert handed == [4, 4, 2] * 3  # three 10-frame videos, a queue item a batch
     monkeypatch.setattr(fastpath, "BATCH_HANDOFF", False)
     monkeypatch.setattr(infer, "_decode_in_process", lambda device: True)
     monkeypatch.setattr(decode_worker, "shared_memory_room", lambda: 0)
     monkeypatch.setattr(infer, "_DECODE_FALLBACK_SAID", set())
     f = run_inference(videos[0], tmp_path / "fallback", fake_detector(), "same", batch_size=4, progress=False)
-    assert len(made) == 3 and sorted(f.done) == sorted(s.done)
+    assert len(made) == 6 and sorted(f.done) == sorted(s.done)
     assert capsys.readouterr().err.count("decoding in a thread, not in the decode process") == 1
     assert docs(tmp_path / "fallback") == thread_docs
 

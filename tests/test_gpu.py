@@ -77,18 +77,29 @@ def test_low_precision_group_norm_stays_bf16_and_close_on_cuda():
     assert ref.weight.grad.dtype == torch.float32 and torch.isfinite(ref.weight.grad).all()
 
 
-def test_run_models_fp32_equals_the_torchvision_forward_and_bf16_boxes_are_float32():
+def _small_maskrcnn_and_frames(seed: int, num_classes: int, detections: int, n_frames: int) -> tuple:
+    """A seeded ResNet-18 frozen-BN Mask R-CNN prepared for the fast path on CUDA (test size 256/448),
+    and ``n_frames`` random 270x480 frames."""
     import numpy as np
 
     from yeay_nb import fastpath
     from yeay_nb.models import build_model
 
-    torch.manual_seed(0)
-    cfg = {"arch": "maskrcnn", "backbone": "resnet18", "norm": "frozen_bn", "num_classes": 4,
-           "test_min_size": 256, "test_max_size": 448, "box_detections_per_img": 50, "box_score_thresh": 0.05}
-    model = fastpath.prepare_model(build_model(cfg), "cuda")
-    rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 255, (270, 480, 3), dtype=np.uint8) for _ in range(4)]
+    torch.manual_seed(seed)
+    cfg = {"arch": "maskrcnn", "backbone": "resnet18", "norm": "frozen_bn", "num_classes": num_classes,
+           "test_min_size": 256, "test_max_size": 448, "box_detections_per_img": detections,
+           "box_score_thresh": 0.05}
+    rng = np.random.default_rng(seed)
+    return (fastpath.prepare_model(build_model(cfg), "cuda"),
+            [rng.integers(0, 255, (270, 480, 3), dtype=np.uint8) for _ in range(n_frames)])
+
+
+def test_run_models_fp32_equals_the_torchvision_forward_and_bf16_boxes_are_float32():
+    import numpy as np
+
+    from yeay_nb import fastpath
+
+    model, frames = _small_maskrcnn_and_frames(seed=0, num_classes=4, detections=50, n_frames=4)
     with fastpath.precision_flags("fp32"), torch.inference_mode():
         ref = model([torch.from_numpy(f).cuda().permute(2, 0, 1).float() / 255.0 for f in frames])
         got = fastpath.run_models([model], frames, (270, 480), "cuda", precision="fp32")[id(model)][0]
@@ -257,14 +268,8 @@ def test_run_models_gives_the_same_detections_with_and_without_segment_nms(monke
     import numpy as np
 
     from yeay_nb import fastpath, segment_nms
-    from yeay_nb.models import build_model
 
-    torch.manual_seed(1)
-    cfg = {"arch": "maskrcnn", "backbone": "resnet18", "norm": "frozen_bn", "num_classes": 6,
-           "test_min_size": 256, "test_max_size": 448, "box_detections_per_img": 60, "box_score_thresh": 0.05}
-    model = fastpath.prepare_model(build_model(cfg), "cuda")
-    rng = np.random.default_rng(1)
-    frames = [rng.integers(0, 255, (270, 480, 3), dtype=np.uint8) for _ in range(6)]
+    model, frames = _small_maskrcnn_and_frames(seed=1, num_classes=6, detections=60, n_frames=6)
     calls = []
     kernel = segment_nms.segment_nms
     monkeypatch.setattr(segment_nms, "segment_nms", lambda *a, **k: calls.append(1) or kernel(*a, **k))

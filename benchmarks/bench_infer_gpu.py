@@ -200,8 +200,8 @@ def naive(video: Path, person_ckpt: Path, clothing_ckpt: Path, frames: int, devi
 
 # --------------------------------------------------------------------------- ours
 # the fast path's switches (yeay_nb.fastpath) that a bare --ablate flips one at a time
-LEVERS = ("CONCURRENT_MODELS", "CHANNELS_LAST", "FOLD_NORMS", "SEGMENT_NMS", "DECODE_PROCESS", "BATCH_HANDOFF", "FREEZE_GC",
-          "SHORT_GIL_SWITCH", "PER_LEVEL_RPN_NMS", "DENSE_RPN_NMS", "FLOAT32_GROUP_NORM")
+LEVERS = ("CONCURRENT_MODELS", "CHANNELS_LAST", "FOLD_NORMS", "FUSED_CONV", "SEGMENT_NMS", "DECODE_PROCESS", "BATCH_HANDOFF",
+          "OPENCV_DECODE", "FREEZE_GC", "SHORT_GIL_SWITCH", "PER_LEVEL_RPN_NMS", "DENSE_RPN_NMS", "FLOAT32_GROUP_NORM")
 
 
 def ours(video: Path, person_det, clothing_det, frames: int, batch_size: int, device: str, out: Path,

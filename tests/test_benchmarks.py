@@ -510,3 +510,14 @@ def test_trace_phases_windows_of_the_first_forward():
     assert rows[0]["top_ops"] == [("aten::add", 1)] and rows[1]["top_ops"] == [("aten::mul", 2)]
     with pytest.raises(ValueError, match="no whole forward"):
         forward_windows({"traceEvents": [ann("zero_grad", 0, 1), ann("step", 100, 10)]})
+
+
+def test_bench_decode_tiny_times_every_row_on_the_same_frames(tmp_path):
+    """benchmarks/bench_decode.py --tiny: the 2018 decode + blur against ours, the OpenCV reader and the
+    GIL-busy rows, every row over the same 64 frames, the blur equal to the 2018 formula."""
+    res = _last_json(_run(["benchmarks/bench_decode.py", "--tiny", "--json", str(tmp_path / "d.json")]))
+    rows = res["rows"]
+    assert {"naive", "decode", "decode_opencv", "ours", "ours_opencv", "ours_busy", "blur", "blur_2018"} <= set(rows)
+    assert all(r["frames"] == 64 for r in rows.values() if "frames" in r)
+    assert res["blur_max_rel_diff"] < 1e-9 and all(r["fps"] > 0 for r in rows.values())
+    assert json.loads((tmp_path / "d.json").read_text())["rows"].keys() == rows.keys()

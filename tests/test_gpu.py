@@ -282,3 +282,78 @@ def test_run_models_gives_the_same_detections_with_and_without_segment_nms(monke
     for (b0, s0, l0), (b1, s1, l1) in zip(ref, seg):
         assert l0.tolist() == l1.tolist()
         assert np.allclose(b0, b1, atol=1e-3) and np.allclose(s0, s1, atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+def test_fused_convs_give_the_unfused_features_and_detections_on_cuda(monkeypatch, backbone):
+    """prepare_model with FUSED_CONV: cuDNN's conv+bias(+residual)+ReLU calls give the folded model's
+    features in fp32 and fp16 (under autocast: fp16 out) and the same detections."""
+    import copy
+
+    import numpy as np
+
+    from yeay_nb import fastpath
+    from yeay_nb.fused import FusedConvReLU
+    from yeay_nb.models import build_model
+
+    torch.manual_seed(0)
+    base = build_model({"arch": "maskrcnn", "backbone": backbone, "norm": "frozen_bn", "num_classes": 5,
+                        "test_min_size": 256, "test_max_size": 448, "box_detections_per_img": 50,
+                        "box_score_thresh": 0.05})
+    with torch.no_grad():  # identity statistics would fold to nothing: give the norms values
+        for mod in base.modules():
+            if hasattr(mod, "running_var") and mod.running_var is not None:
+                mod.running_mean.uniform_(-0.2, 0.2), mod.running_var.uniform_(0.5, 2.0), mod.bias.uniform_(-0.3, 0.3)
+    models = {}
+    for on in (False, True):
+        monkeypatch.setattr(fastpath, "FUSED_CONV", on)
+        models[on] = fastpath.prepare_model(copy.deepcopy(base), "cuda")
+    assert sum(isinstance(m, FusedConvReLU) for m in models[True].modules()) > 10
+    assert not any(isinstance(m, FusedConvReLU) for m in models[False].modules())
+    # one fused conv in fp32 without TF32: float32 rounding (~1e-6), not TF32's 10-bit mantissa (~1e-3)
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1).cuda()
+    y = torch.rand(2, 256, 64, 64, device="cuda")
+    with fastpath.precision_flags("fp32"), torch.inference_mode():
+        one = (FusedConvReLU(conv)(y) - torch.relu(conv(y))).abs().max().item()
+        assert one <= 1e-5 * torch.relu(conv(y)).abs().max().item(), one
+    x = torch.rand(4, 3, 256, 448, device="cuda")
+    with fastpath.precision_flags("fp32"), torch.inference_mode():
+        ref, got = models[False].backbone(x), models[True].backbone(x)
+    for k in ref:  # through 50 layers, cuDNN's other algorithms add up: relative to each map's scale
+        err = (ref[k] - got[k]).abs().max().item() / ref[k].abs().max().item()
+        print(f"fused {backbone} level {k}: fp32 max error {err:.2e} of the scale")
+        assert err <= 1e-4, (k, err)
+    with fastpath.precision_flags("fp16"), torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+        half_ref, half = models[False].backbone(x), models[True].backbone(x)
+    for k in ref:  # under autocast the fused modules run the unfused ops
+        assert half[k].dtype == half_ref[k].dtype == torch.float16
+        assert torch.allclose(half[k].float(), half_ref[k].float(), atol=1e-3, rtol=1e-3), k
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (270, 480, 3), dtype=np.uint8) for _ in range(4)]
+    with fastpath.precision_flags("fp32"):
+        a = fastpath.run_models([models[False]], frames, (270, 480), "cuda", precision="fp32")[id(models[False])][0]
+        b = fastpath.run_models([models[True]], frames, (270, 480), "cuda", precision="fp32")[id(models[True])][0]
+    assert sum(len(s) for _, s, _ in a) > 20
+    for (b0, s0, l0), (b1, s1, l1) in zip(a, b):
+        assert l0.tolist() == l1.tolist()
+        assert np.allclose(b0, b1, atol=1e-2) and np.allclose(s0, s1, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_fused_conv_under_autocast_runs_autocasts_own_conv(dtype):
+    """Under autocast the fused module runs autocast's conv2d + bias (+ residual) + ReLU: the same values
+    as the unfused layers, in the autocast dtype (the fused kernels moved a small model's fp16 scores)."""
+    from yeay_nb.fused import FusedConvReLU
+
+    torch.manual_seed(0)
+    for cin, k in ((64, 3), (512, 3), (2048, 1)):
+        conv = torch.nn.Conv2d(cin, 256, k, padding=k // 2).cuda().to(memory_format=torch.channels_last)
+        x = torch.randn(2, cin, 32, 48, device="cuda").to(memory_format=torch.channels_last)
+        z = torch.randn(2, 256, 32, 48, device="cuda")
+        with torch.inference_mode(), torch.autocast("cuda", dtype=dtype):
+            plain = conv(x)
+            plain += z  # torchvision's block: the residual added in place, in the conv output's dtype
+            plain = torch.relu(plain)
+            fused = FusedConvReLU(conv)(x, z)
+        assert fused.dtype == plain.dtype == dtype
+        assert torch.allclose(fused.float(), plain.float(), atol=1e-3, rtol=1e-3), (cin, k)

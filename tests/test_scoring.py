@@ -23,6 +23,20 @@ def test_laplacian_variance_ranks_sharp_above_blurred():
     assert laplacian_variance(sharp) == pytest.approx(laplacian_variance(_checker()))
 
 
+def test_laplacian_variance_is_the_2018_formula():
+    """One OpenCV pass (int16 Laplacian, meanStdDev) gives cv2.Laplacian(gray, CV_64F).var() of the 2018 code."""
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (270, 480, 3), dtype=np.uint8),            # noise: the largest Laplacians
+              np.stack([_checker(256, 1)] * 3, -1),                             # +-4*255 everywhere
+              cv2.GaussianBlur(rng.integers(0, 256, (97, 61, 3), dtype=np.uint8), (7, 7), 2),
+              rng.integers(0, 256, (40, 30), dtype=np.uint8),                   # grey
+              rng.integers(0, 4096, (40, 30), dtype=np.uint16)]                # not uint8: the formula itself
+    for img in images:
+        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
+        ref = cv2.Laplacian(grey, cv2.CV_64F).var()
+        assert ref > 0 and laplacian_variance(img) == pytest.approx(ref, rel=1e-12)
+
+
 def test_normalize_blur_divides_by_max_then_sqrt():
     assert normalize_blur([1.0, 4.0, 0.0]) == pytest.approx([0.5, 1.0, 0.0])
     assert normalize_blur([0.0, 0.0]) == [0.0, 0.0]  # flat video: no division by zero

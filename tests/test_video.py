@@ -182,3 +182,46 @@ def test_shared_video_frame_count_is_decoded_not_header():
         assert r.info.fps == pytest.approx(24.0)
         idx = [i for i, _ in r.frames(stride=100)]
         assert r.decoded == 247 and idx == [0, 100, 200]
+
+
+@pytest.mark.parametrize("stride, max_frames, rotate", [(1, None, "auto"), (3, 8, "auto"), (2, None, "90")])
+def test_opencv_frames_are_pyavs_pixels_indices_and_count(tmp_path, stride, max_frames, rotate):
+    """frames(opencv=True) (the decode thread's OpenCV reader): the same frames, pixel for pixel."""
+    p = write_video(tmp_path / "v.mp4", n=9, w=96, h=48)
+    out = {}
+    for opencv in (False, True):
+        with VideoReader(p, rotate=rotate) as r:
+            out[opencv] = ([(i, rgb.copy()) for i, rgb in r.frames(stride, max_frames, opencv=opencv)], r.decoded)
+    (a, na), (b, nb) = out[False], out[True]
+    assert na == nb == (max_frames or 9)
+    assert [i for i, _ in a] == [i for i, _ in b] == list(range(0, na, stride))
+    for (_, x), (_, y) in zip(a, b):
+        assert x.shape == y.shape and np.array_equal(x, y)
+
+
+def test_opencv_frames_go_on_with_pyav_when_opencv_stops_early(tmp_path, monkeypatch):
+    """OpenCV ending before the container's frame count (a broken stream) hands over to PyAV, which
+    decodes the rest (or raises, as it would alone)."""
+    import cv2
+
+    p = write_video(tmp_path / "v.mp4", n=9)
+
+    class Stops:  # OpenCV's reader, ending after 4 frames
+        def __init__(self):
+            self.cap, self.n = cv2.VideoCapture(str(p)), 0
+
+        def read(self):
+            self.n += 1
+            return self.cap.read() if self.n <= 4 else (False, None)
+
+        def release(self):
+            self.cap.release()
+
+    with VideoReader(p) as r:
+        ref = [(i, rgb.copy()) for i, rgb in r.frames()]
+    with VideoReader(p) as r:
+        monkeypatch.setattr(r, "_opencv_twin", Stops)
+        got = [(i, rgb.copy()) for i, rgb in r.frames(opencv=True)]
+        assert r.decoded == 9
+    assert [i for i, _ in got] == list(range(9))
+    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(ref, got))

@@ -69,14 +69,20 @@ DENSE_RPN_NMS = False    # the RPN's NMS for the whole batch at once (dense_nms)
                          # reads, no serial pass; same boxes. On an H100 at 48 images 2.4x slower than
                          # nms_images on streams (73 vs 30 ms, bench_nms.py) and 0.91-1.05x end to end, so off
 DENSE_NMS_CHUNK = 1 << 27  # dense_nms: IoU-matrix entries (images x N x N) per piece, ~0.5 GB of float32
+FUSED_CONV = True        # on CUDA, prepare_model runs each folded conv's bias, residual and ReLU in the conv's cuDNN
+                         # call (yeay_nb.fused; tf32 / fp32 only): 1.17x / 1.19x end to end paired (H200, tf32)
 SEGMENT_NMS = True       # inference NMS (the RPN's per image and level, the boxes' per image and class) for the
                          # whole batch in one GPU launch (segment_nms: a Triton kernel), where Triton runs
 DECODE_PROCESS = False   # on CUDA, decode in a process of its own (yeay_nb.decode_worker), frames through shared
-                         # memory: 0.994x paired at 540p and 1080p / 4K slower (one H200, RESULTS.md), so off;
-                         # it then sent a message a frame (chunked since: unmeasured)
-BATCH_HANDOFF = False    # the decode thread hands the main thread whole batches (one queue item each, not one a
-                         # frame: each is a GIL round trip beside the model threads); unmeasured, so off
-FREEZE_GC = True         # on CUDA, gc.freeze() while videos run: full collections skip the objects made before
+                         # memory: 0.994x paired at 540p and 1080p / 4K slower (one H200, RESULTS.md); chunked
+                         # (a batch a message) 0.963x: off
+BATCH_HANDOFF = True     # the decode thread hands the main thread whole batches (one queue item each, not one a
+                         # frame: each is a GIL round trip beside the model threads): 1.058x paired (H200)
+OPENCV_DECODE = False    # on CUDA the decode thread reads frames with OpenCV's FFmpeg reader (VideoReader.frames(
+                         # opencv=True): same pixels, one GIL-free call a frame): 1.6-2.1x the decode thread's rate
+                         # (bench_decode.py) but 1.009x / 1.053x / 1.01x end to end paired (H200): off
+FREEZE_GC = True         # on CUDA, gc.freeze() while videos run: full collections skip the objects made before it
+                         # (0.75x off on the thread path, 0.85x with the decode process; H200)
 SHORT_GIL_SWITCH = True  # a video on CUDA runs with Python's GIL switch interval at GIL_SWITCH_S (see gil_switch)
 GIL_SWITCH_S = 0.0005
 CPU_NMS_BY_GROUP = True  # on a CPU, torchvision's batched_nms (a loop over groups for large inputs: faster there)
@@ -162,7 +168,8 @@ def wants_channels_last(model: Any) -> bool:
 def prepare_model(model, device: Any) -> Any:
     """Eval mode on ``device``, gradients off, norms folded (``FOLD_NORMS``), NHWC weights on CUDA
     where :func:`wants_channels_last` (the first convolution then turns the shared NCHW input into
-    NHWC for that model alone). Changes ``model`` in place."""
+    NHWC for that model alone), folded convs with their bias, residual and ReLU in one cuDNN call on
+    CUDA (``FUSED_CONV``, :mod:`yeay_nb.fused`). Changes ``model`` in place."""
     import torch
 
     model = model.to(device).eval()
@@ -177,6 +184,11 @@ def prepare_model(model, device: Any) -> Any:
         rpn_head = getattr(getattr(model, "rpn", None), "head", None)
         if rpn_head is not None:
             rpn_head.to(memory_format=torch.channels_last)
+    if FUSED_CONV and FOLD_NORMS and torch.device(device).type == "cuda":
+        from . import fused
+
+        if fused.available():
+            fused.fuse_conv_relu(model)
     for p in model.parameters():
         p.requires_grad_(False)
     return model

@@ -352,10 +352,12 @@ def _process_local(path: Path, src: VideoSource, out_json: Path, plan: _Plan, ex
         keep_full = writer is not None
         blur_pool = _pool("blur", max(1, min(4, (os.cpu_count() or 2) - 1)))
 
+        opencv = _opencv_decode(device)
+
         def frames_with_blur() -> Iterator[tuple]:
             # runs in the decode thread, overlapping the models; the Laplacians (2.4 ms a 960x540 frame on
             # the H100 host, more than decoding it) run in a small pool of their own (OpenCV frees the GIL)
-            for i, rgb in reader.frames(stride=stride, max_frames=max_frames):
+            for i, rgb in reader.frames(stride=stride, max_frames=max_frames, opencv=opencv):
                 net = fastpath.cpu_presize(rgb, presize) if presize is not None else rgb
                 blur = blur_pool.submit(scoring.laplacian_variance, rgb)
                 yield i, (rgb if keep_full else None), blur, net, None
@@ -538,6 +540,14 @@ def _decode_process(path: Path, info: Any, presize: Any, batch_size: int, opts: 
         _DECODE_FALLBACK_SAID.add(reason)
         print(f"[yeay-nb] decoding in a thread, not in the decode process: {why}", file=sys.stderr)
     return None
+
+
+def _opencv_decode(device: str) -> bool:
+    """The decode thread reads with OpenCV (``VideoReader.frames(opencv=True)``: one GIL-free call a
+    frame) on CUDA, where the model threads keep the GIL busy (fastpath.OPENCV_DECODE switches it off)."""
+    from . import fastpath
+
+    return fastpath.OPENCV_DECODE and str(device).startswith("cuda")
 
 
 def _decode_in_process(device: str) -> bool:

@@ -307,6 +307,7 @@ class VideoReader:
         self._manual = _parse_rotate(rotate)
         self._container = None
         self._cap = None
+        self._twin = None  # frames(opencv=True)'s OpenCV capture while it runs
         self._first = None
         if not Path(self.path).is_file():
             raise VideoError(f"video file not found: {self.path}")
@@ -379,12 +380,21 @@ class VideoReader:
         self._first = bgr
 
     # public ---------------------------------------------------------------
-    def frames(self, stride: int = 1, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    def frames(self, stride: int = 1, max_frames: int | None = None,
+               opencv: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(frame_index, rgb)`` for frames ``0, stride, 2*stride, ...`` below ``max_frames``.
 
         Every frame is decoded (inter-coded video needs it) but only the kept ones are
         converted to RGB, which is most of the per-frame CPU cost. ``self.decoded`` counts the
         frames decoded so far (the contract's ``video_fcnt``).
+
+        ``opencv``: where PyAV opened the video, decode it again with OpenCV's FFmpeg reader (the
+        same libavcodec and swscale, so the same pixels: tested). Why: each ``read`` is one call that
+        frees the GIL for the whole decode and conversion, where PyAV's generator takes the GIL back
+        several times a frame, and beside busy model threads each take can wait a switch interval.
+        Orientation is still PyAV's (OpenCV's own rotation is switched off). Falls back to PyAV if
+        OpenCV cannot open the file, and goes on with PyAV if OpenCV ends before the container's
+        frame count (a broken stream: PyAV then raises as without ``opencv``).
         """
         if stride < 1:
             raise ParamsError(f"must be at least 1, got {stride}", key="stride")
@@ -404,7 +414,19 @@ class VideoReader:
                 ok, bgr = self._cap.read()
                 bgr = bgr if ok else None
             return
-        for frame in self._pyav_frames():
+        skip = 0
+        cap = self._opencv_twin() if opencv and self._container is not None else None
+        if cap is not None:
+            yield from self._opencv_frames(cap, stride, max_frames, rot)
+            header = self.info.header_frames
+            if not header or self.decoded >= header or (max_frames is not None and self.decoded >= max_frames):
+                return
+            # OpenCV stopped before the container's count: it ends quietly on a broken stream, where
+            # PyAV raises. PyAV decodes the frames again from the start and goes on past them (or raises).
+            skip = self.decoded
+        for k, frame in enumerate(self._pyav_frames()):
+            if k < skip:
+                continue
             if max_frames is not None and self.decoded >= max_frames:
                 break
             i = self.decoded
@@ -412,8 +434,44 @@ class VideoReader:
             if i % stride == 0:
                 yield i, rotate_frame(frame.to_ndarray(format="rgb24"), rot)
 
+    def _opencv_twin(self):
+        """An OpenCV capture of the same file at frame 0 (no auto-rotation), or None."""
+        import cv2
+
+        cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            return None
+        if hasattr(cv2, "CAP_PROP_ORIENTATION_AUTO"):
+            cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+        self._twin = cap
+        return cap
+
+    def _opencv_frames(self, cap, stride: int, max_frames: int | None, rot: int) -> Iterator[tuple[int, np.ndarray]]:
+        import cv2
+
+        try:
+            while max_frames is None or self.decoded < max_frames:
+                i = self.decoded
+                if i % stride:
+                    if not cap.grab():  # decodes without converting
+                        return
+                    self.decoded += 1
+                    continue
+                ok, bgr = cap.read()
+                if not ok:
+                    return
+                self.decoded += 1
+                yield i, rotate_frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), rot)
+        finally:
+            cap.release()
+            self._twin = None
+
     def close(self) -> None:
         """Release the container (idempotent)."""
+        if self._twin is not None:
+            self._twin.release()
+            self._twin = None
         if self._container is not None:
             self._container.close()
             self._container = None

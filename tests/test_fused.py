@@ -25,12 +25,18 @@ def _model(backbone: str, norm: str, arch: str = "maskrcnn"):
     return fastpath.prepare_model(m, "cpu")
 
 
-@pytest.mark.parametrize("backbone,blocks,convs", [("resnet50", 16, 3), ("resnet18", 8, 2)])
-def test_fusing_a_folded_mask_rcnn_keeps_its_features_and_detections(backbone, blocks, convs):
-    folded = _model(backbone, "frozen_bn")
+@pytest.mark.parametrize("backbone,norm,blocks,convs,heads", [
+    ("resnet50", "frozen_bn", 16, 3, 1 + 4),    # v1 layout: the RPN head's conv, the mask head's four
+    ("resnet18", "frozen_bn", 8, 2, 1 + 4),
+    ("resnet18", "bn", 8, 2, 2 + 4 + 4)])       # v2 layout: conv, folded BN, ReLU in the RPN, box and mask heads
+def test_fusing_a_folded_mask_rcnn_keeps_its_features_and_detections(backbone, norm, blocks, convs, heads):
+    folded = _model(backbone, norm)
     fused = copy.deepcopy(folded)
-    # the stem, every block's convs, the RPN head's conv and the mask head's four
-    assert fuse_conv_relu(fused) == 1 + blocks * convs + 1 + 4
+    assert fuse_conv_relu(fused) == 1 + blocks * convs + heads  # and the stem
+    # every ReLU after a conv went into it: left are the box head's after its Linear, the mask predictor's
+    # after its transposed conv
+    assert {n for n, m in fused.named_modules() if isinstance(m, torch.nn.ReLU)} <= {
+        "roi_heads.box_head.6", "roi_heads.box_head.fc7", "roi_heads.mask_predictor.relu"}
     body = fused.backbone.body
     assert isinstance(body.conv1, FusedConvReLU) and isinstance(body.relu, torch.nn.Identity)
     assert sum(isinstance(m, FusedResidualBlock) for m in fused.modules()) == blocks

@@ -13,8 +13,9 @@ from yeay_nb.video import (VideoReader, apply_url_rewrite, count_frames, fetch, 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def write_video(path, n=6, w=64, h=32, rotation=None, fps=10):
-    """n frames; frame i has its left quarter white and brightness i*10 elsewhere."""
+def write_video(path, n=6, w=64, h=32, rotation=None, fps=10, tint=False):
+    """n frames; frame i has its left quarter white and brightness i*10 elsewhere (``tint``: the other
+    three quarters in red, green and blue, brightness i*10 in their other channels)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as out:
         s = out.add_stream("libx264", rate=fps)
@@ -24,6 +25,9 @@ def write_video(path, n=6, w=64, h=32, rotation=None, fps=10):
         for i in range(n):
             a = np.full((h, w, 3), i * 10, np.uint8)
             a[:, : w // 4] = 255
+            if tint:
+                for q in range(3):
+                    a[:, (q + 1) * w // 4:(q + 2) * w // 4, q] = 230
             for p in s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
                 out.mux(p)
         for p in s.encode():
@@ -187,7 +191,7 @@ def test_shared_video_frame_count_is_decoded_not_header():
 @pytest.mark.parametrize("stride, max_frames, rotate", [(1, None, "auto"), (3, 8, "auto"), (2, None, "90")])
 def test_opencv_frames_are_pyavs_pixels_indices_and_count(tmp_path, stride, max_frames, rotate):
     """frames(opencv=True) (the decode thread's OpenCV reader): the same frames, pixel for pixel."""
-    p = write_video(tmp_path / "v.mp4", n=9, w=96, h=48)
+    p = write_video(tmp_path / "v.mp4", n=9, w=96, h=48, tint=True)
     out = {}
     for opencv in (False, True):
         with VideoReader(p, rotate=rotate) as r:
@@ -197,6 +201,8 @@ def test_opencv_frames_are_pyavs_pixels_indices_and_count(tmp_path, stride, max_
     assert [i for i, _ in a] == [i for i, _ in b] == list(range(0, na, stride))
     for (_, x), (_, y) in zip(a, b):
         assert x.shape == y.shape and np.array_equal(x, y)
+    red = a[-1][1][:, 30:40] if rotate == "auto" else a[-1][1][30:40]  # the second quarter, upright
+    assert red[..., 0].mean() > red[..., 1].mean() + 50  # RGB order, not BGR
 
 
 def test_opencv_frames_go_on_with_pyav_when_opencv_stops_early(tmp_path, monkeypatch):

@@ -422,7 +422,8 @@ class VideoReader:
             if not header or self.decoded >= header or (max_frames is not None and self.decoded >= max_frames):
                 return
             # OpenCV stopped before the container's count: it ends quietly on a broken stream, where
-            # PyAV raises. PyAV decodes the frames again from the start and goes on past them (or raises).
+            # PyAV raises. PyAV decodes the frames again from the start and goes on past them (or raises);
+            # where the header merely overstates the count, that is a second decode for nothing.
             skip = self.decoded
         for k, frame in enumerate(self._pyav_frames()):
             if k < skip:

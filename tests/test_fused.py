@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from yeay_nb import fastpath
-from yeay_nb.fused import FusedConvReLU, FusedResidualBlock, fuse_conv_relu
+from yeay_nb.fused import FusedConvReLU, FusedResidualBlock, available, fuse_conv_relu
 from yeay_nb.models import build_model
 
 
@@ -75,3 +75,11 @@ def test_prepare_model_fuses_only_on_cuda(monkeypatch):
     monkeypatch.setattr(fastpath, "FUSED_CONV", True)
     model = _model("resnet18", "frozen_bn")
     assert not any(isinstance(m, FusedConvReLU) for m in model.modules())  # a CPU model: unfused
+
+
+def test_not_available_without_cudnn(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "enabled", False)
+    assert not available()
+    monkeypatch.setattr(torch.backends.cudnn, "enabled", True)
+    monkeypatch.setattr(torch.version, "hip", "6.2")
+    assert not available()

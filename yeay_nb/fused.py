@@ -24,8 +24,10 @@ from torch import nn
 
 
 def available() -> bool:
-    """The fused cuDNN ops exist in this torch build."""
-    return hasattr(torch, "cudnn_convolution_relu") and hasattr(torch, "cudnn_convolution_add_relu")
+    """The fused cuDNN ops exist in this torch build and cuDNN runs (not on ROCm, whose MIOpen lacks them,
+    nor with ``torch.backends.cudnn.enabled`` off)."""
+    return (hasattr(torch, "cudnn_convolution_relu") and hasattr(torch, "cudnn_convolution_add_relu")
+            and torch.version.hip is None and torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled)
 
 
 def _fusable(conv) -> bool:

@@ -486,7 +486,7 @@ def main() -> None:
         """``repeat`` runs at the defaults alternated with ``repeat`` runs ``other(k)``: a drift of the card
         or host over the minutes of the benchmark then moves both medians alike (a single run after the
         others read up to 25% off; a precision row timed after the headline 0.83-1.29x of it, 2026-11-28).
-        Both rates, their ratio, and what ``other`` does to the agreement with the naive loop."""
+        Both rates, their ratio, what ``other`` does to the agreement with the naive loop, and the stages."""
         base_runs, runs = [], []
         for k in range(repeat):
             base_runs.append(ours(video, person, clothing, args.frames, bs, device, tmp / f"{name}_base{k}", args.precision))
@@ -495,7 +495,9 @@ def main() -> None:
         fps, base_fps = _median([r["fps"] for r in runs]), _median([r["fps"] for r in base_runs])
         return {"batch_size": bs, "fps": round(fps, 2), "fps_runs": [round(r["fps"], 2) for r in runs],
                 "default_fps": round(base_fps, 2), "default_runs": [round(r["fps"], 2) for r in base_runs],
-                "vs_default": round(fps / base_fps, 3), **{k: c[k] for k in _brief}}
+                "vs_default": round(fps / base_fps, 3), **{k: c[k] for k in _brief},
+                # where each run's wall time went (InferSummary.stage_seconds): did a lever move the wait?
+                "stages_s": [r["stages"] for r in runs], "default_stages_s": [r["stages"] for r in base_runs]}
 
     result["precisions"] = []
     for prec in [p for p in dict.fromkeys(args.precisions) if p != args.precision]:

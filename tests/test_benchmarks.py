@@ -104,6 +104,9 @@ def test_bench_infer_gpu_tiny_matches_the_naive_loop(tmp_path):
     assert dense["fps"] == pytest.approx(statistics.median(dense["fps_runs"]), abs=0.01)
     # (the rates are rounded to 0.01 and a CPU runs ~1-2 frames/s: 1% slack for the rounding)
     assert dense["vs_default"] == pytest.approx(dense["fps"] / dense["default_fps"], rel=0.01)
+    # each run's stages: the loop's wall time split (start ... write), both sides of the pair
+    for stages in (dense["stages_s"], dense["default_stages_s"]):
+        assert len(stages) == 2 and all({"start", "wait_frames", "wait_models", "write"} <= set(st) for st in stages)
     assert len(full["naive"]["fps_runs"]) == 2 and len(full["ours"][0]["fps_runs"]) == 2
 
 

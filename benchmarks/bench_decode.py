@@ -99,7 +99,8 @@ def ours(video: Path, frames: int, batch: int, opencv: bool = False) -> int:
 
 @contextlib.contextmanager
 def gil_busy():
-    """A thread spinning in pure Python (holds the GIL between switches), at the fast path's interval."""
+    """A thread spinning in pure Python (holds the GIL between switches), at the switch interval a video
+    runs with on CUDA (``fastpath.gil_switch``; the device only picks the rule, nothing runs there)."""
     stop = threading.Event()
 
     def spin():
@@ -108,16 +109,14 @@ def gil_busy():
             for _ in range(1000):
                 x += 1
 
-    saved = sys.getswitchinterval()
-    sys.setswitchinterval(fastpath.GIL_SWITCH_S)
     t = threading.Thread(target=spin, daemon=True)
-    t.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        t.join()
-        sys.setswitchinterval(saved)
+    with fastpath.gil_switch("cuda"):
+        t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            t.join()
 
 
 def rate(fn, repeat: int) -> dict:

@@ -12,17 +12,23 @@ from yeay_nb.fused import FusedConvReLU, FusedResidualBlock, available, fuse_con
 from yeay_nb.models import build_model
 
 
-def _model(backbone: str, norm: str, arch: str = "maskrcnn"):
-    torch.manual_seed(0)
-    m = build_model({"arch": arch, "backbone": backbone, "norm": norm, "num_classes": 5, "test_min_size": 96,
-                     "test_max_size": 128, "box_score_thresh": 0.0, "box_detections_per_img": 20})
-    with torch.no_grad():  # a frozen BN's identity statistics would fold to nothing: give them values
-        for mod in m.modules():
+def with_norm_statistics(model):
+    """``model`` with random BatchNorm statistics and shifts (also used by tests/test_gpu.py): a fresh
+    frozen BN's identity statistics would fold into the convs as nothing."""
+    with torch.no_grad():
+        for mod in model.modules():
             if hasattr(mod, "running_var") and mod.running_var is not None:
                 mod.running_mean.uniform_(-0.2, 0.2)
                 mod.running_var.uniform_(0.5, 2.0)
                 mod.bias.uniform_(-0.3, 0.3)
-    return fastpath.prepare_model(m, "cpu")
+    return model
+
+
+def _model(backbone: str, norm: str, arch: str = "maskrcnn"):
+    torch.manual_seed(0)
+    m = build_model({"arch": arch, "backbone": backbone, "norm": norm, "num_classes": 5, "test_min_size": 96,
+                     "test_max_size": 128, "box_score_thresh": 0.0, "box_detections_per_img": 20})
+    return fastpath.prepare_model(with_norm_statistics(m), "cpu")
 
 
 @pytest.mark.parametrize("backbone,norm,blocks,convs,heads", [

@@ -293,17 +293,15 @@ def test_fused_convs_give_the_unfused_features_and_detections_on_cuda(monkeypatc
     import numpy as np
 
     from yeay_nb import fastpath
+    from test_fused import with_norm_statistics
+
     from yeay_nb.fused import FusedConvReLU
     from yeay_nb.models import build_model
 
     torch.manual_seed(0)
-    base = build_model({"arch": "maskrcnn", "backbone": backbone, "norm": "frozen_bn", "num_classes": 5,
-                        "test_min_size": 256, "test_max_size": 448, "box_detections_per_img": 50,
-                        "box_score_thresh": 0.05})
-    with torch.no_grad():  # identity statistics would fold to nothing: give the norms values
-        for mod in base.modules():
-            if hasattr(mod, "running_var") and mod.running_var is not None:
-                mod.running_mean.uniform_(-0.2, 0.2), mod.running_var.uniform_(0.5, 2.0), mod.bias.uniform_(-0.3, 0.3)
+    base = with_norm_statistics(build_model({
+        "arch": "maskrcnn", "backbone": backbone, "norm": "frozen_bn", "num_classes": 5, "test_min_size": 256,
+        "test_max_size": 448, "box_detections_per_img": 50, "box_score_thresh": 0.05}))
     models = {}
     for on in (False, True):
         monkeypatch.setattr(fastpath, "FUSED_CONV", on)

@@ -231,3 +231,22 @@ def test_opencv_frames_go_on_with_pyav_when_opencv_stops_early(tmp_path, monkeyp
         assert r.decoded == 9
     assert [i for i, _ in got] == list(range(9))
     assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(ref, got))
+
+
+@pytest.mark.parametrize("stride, max_frames", [(1, None), (3, 8)])
+def test_opencv_fallback_gives_pyavs_frames_where_pyav_cannot_open(tmp_path, monkeypatch, stride, max_frames):
+    """A video PyAV cannot open is read by OpenCV alone: the same indices, pixels and decoded count."""
+    p = write_video(tmp_path / "v.mp4", n=9, w=96, h=48, tint=True)
+    with VideoReader(p) as r:
+        want = [(i, rgb.copy()) for i, rgb in r.frames(stride, max_frames)], r.decoded
+
+    def no_pyav(self):
+        raise VideoError("PyAV refused it (test)")
+
+    monkeypatch.setattr(VideoReader, "_open_pyav", no_pyav)
+    with VideoReader(p) as r:
+        assert r._cap is not None and r._container is None
+        got = [(i, rgb.copy()) for i, rgb in r.frames(stride, max_frames)], r.decoded
+    assert got[1] == want[1] == (max_frames or 9)
+    assert [i for i, _ in got[0]] == [i for i, _ in want[0]] == list(range(0, want[1], stride))
+    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(got[0], want[0]))

@@ -54,11 +54,11 @@ class FusedConvReLU(nn.Module):
             if z is not None:
                 y += z  # in place, in the conv output's dtype, as torchvision's block does
             return torch.relu_(y)
-        w, b = self.weight, self.bias
         if z is None:
-            return torch.cudnn_convolution_relu(x, w, b, self.stride, self.padding, self.dilation, self.groups)
-        return torch.cudnn_convolution_add_relu(x, w, z, 1.0, b, self.stride, self.padding, self.dilation,
+            return torch.cudnn_convolution_relu(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                                                 self.groups)
+        return torch.cudnn_convolution_add_relu(x, self.weight, z, 1.0, self.bias, self.stride, self.padding,
+                                                self.dilation, self.groups)
 
 
 class FusedResidualBlock(nn.Module):

@@ -28,10 +28,11 @@ def laplacian_variance(image: np.ndarray) -> float:
     """Variance of the Laplacian of the grey image: high for sharp frames, low for blurry ones.
 
     ``image`` is H×W×3 RGB (uint8) or H×W grey. The value is the 2018 code's
-    ``cv2.Laplacian(gray, cv2.CV_64F).var()`` (equal to ~1e-16 relative, tested), computed ~13×
-    faster: a uint8 image's Laplacian (3×3 kernel, |values| ≤ 4·255) is exact in int16, and
-    ``cv2.meanStdDev`` takes mean and variance in one pass in C (OpenCV frees the GIL) where
-    numpy's ``var`` made float64 temporaries (benchmarks/bench_blur.py).
+    ``cv2.Laplacian(gray, cv2.CV_64F).var()`` (equal to ~1e-16 relative, tested), computed 5× faster
+    on the H200 host (13× on the dev machine; the blur rows of benchmarks/bench_decode.py): a uint8
+    image's Laplacian (3×3 kernel, |values| ≤ 4·255) is exact in int16, and ``cv2.meanStdDev`` takes
+    mean and variance in one pass in C (OpenCV frees the GIL) where numpy's ``var`` made float64
+    temporaries.
     """
     if image.ndim == 3:
         image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)

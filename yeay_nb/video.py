@@ -402,22 +402,17 @@ class VideoReader:
             raise ParamsError(f"must be at least 1, got {max_frames}", key="max_frames")
         self.decoded = 0
         rot = self.info.rotation
-        if self._cap is not None:
-            import cv2
-
-            bgr = self._first
-            while bgr is not None and (max_frames is None or self.decoded < max_frames):
-                i = self.decoded
-                self.decoded += 1
-                if i % stride == 0:
-                    yield i, rotate_frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), rot)
-                ok, bgr = self._cap.read()
-                bgr = bgr if ok else None
+        if self._cap is not None:  # PyAV could not open it
+            yield from self._opencv_frames(self._cap, stride, max_frames, rot, first=self._first)
             return
         skip = 0
         cap = self._opencv_twin() if opencv and self._container is not None else None
         if cap is not None:
-            yield from self._opencv_frames(cap, stride, max_frames, rot)
+            try:
+                yield from self._opencv_frames(cap, stride, max_frames, rot)
+            finally:
+                cap.release()
+                self._twin = None
             header = self.info.header_frames
             if not header or self.decoded >= header or (max_frames is not None and self.decoded >= max_frames):
                 return
@@ -448,25 +443,28 @@ class VideoReader:
         self._twin = cap
         return cap
 
-    def _opencv_frames(self, cap, stride: int, max_frames: int | None, rot: int) -> Iterator[tuple[int, np.ndarray]]:
+    def _opencv_frames(self, cap, stride: int, max_frames: int | None, rot: int,
+                       first: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """:meth:`frames` from an OpenCV capture (``first``: its frame 0, read already); the frames
+        skipped by ``stride`` are only grabbed (decoded, not converted)."""
         import cv2
 
-        try:
-            while max_frames is None or self.decoded < max_frames:
-                i = self.decoded
+        bgr = first
+        while max_frames is None or self.decoded < max_frames:
+            i = self.decoded
+            if bgr is None:
                 if i % stride:
-                    if not cap.grab():  # decodes without converting
+                    if not cap.grab():
                         return
                     self.decoded += 1
                     continue
                 ok, bgr = cap.read()
                 if not ok:
                     return
-                self.decoded += 1
+            self.decoded += 1
+            if i % stride == 0:
                 yield i, rotate_frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), rot)
-        finally:
-            cap.release()
-            self._twin = None
+            bgr = None
 
     def close(self) -> None:
         """Release the container (idempotent)."""
